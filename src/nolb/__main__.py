@@ -1,0 +1,5 @@
+import sys
+
+from nolb.cli import main
+
+sys.exit(main())

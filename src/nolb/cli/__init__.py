@@ -1,0 +1,52 @@
+"""The ``nolb`` command line: a thin layer over the Python API.
+
+Each subcommand lives in its own module of this package and exposes
+``register(subparsers)``, which adds its parser and sets ``func`` (a callable taking the
+parsed ``argparse.Namespace`` and returning an exit code).  Bad input raises
+:class:`nolb.errors.NolbError`; :func:`main` prints it as one line and exits with 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from nolb import __version__
+from nolb.errors import NolbError, one_line
+
+# Module names under nolb.cli, in the order `nolb --help` lists them.
+SUBCOMMAND_MODULES = ("evaluate", "data", "train", "retrain", "ensemble", "run", "demo")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nolb",
+        description="No One Left Behind: long-tailed recognition that lifts the worst classes.",
+    )
+    parser.add_argument("--version", action="version", version=f"nolb {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in SUBCOMMAND_MODULES:
+        module = importlib.import_module(f"nolb.cli.{name}")
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except NolbError as exc:
+        print(f"nolb: error: {one_line(exc)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("nolb: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

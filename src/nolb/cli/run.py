@@ -1,0 +1,12 @@
+"""`nolb run` (placeholder until its issue lands; the owner replaces this file)."""
+
+from nolb.errors import NolbError
+
+
+def register(subparsers):
+    parser = subparsers.add_parser("run", help="(in development)")
+    parser.set_defaults(func=_run)
+
+
+def _run(args):
+    raise NolbError("'nolb run' is not implemented yet")

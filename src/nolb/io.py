@@ -1,0 +1,158 @@
+"""Atomic, fsync'ed writes and safe reads.
+
+Every file nolb produces (checkpoints, feature caches, reports, plots) goes through
+:func:`atomic_write`: the data is written to a temporary file in the same folder, flushed
+and fsync'ed, then renamed over the destination.  A kill at any moment leaves either the
+old file or the new one, never a truncated one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import IO, Any, Iterator
+
+import numpy as np
+
+from nolb.errors import NolbError
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
+    """Open a temporary file beside ``path``; on success fsync it and rename it over ``path``.
+
+    On an exception the temporary file is removed and ``path`` is left untouched.
+    """
+    if mode not in ("w", "wb"):
+        raise ValueError(f"atomic_write supports modes 'w' and 'wb', not {mode!r}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode, **({"encoding": "utf-8"} if mode == "w" else {})) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    with atomic_write(path, "wb") as f:
+        f.write(data)
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    with atomic_write(path, "w") as f:
+        f.write(text)
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    try:
+        import torch
+
+        if isinstance(obj, torch.Tensor):
+            return obj.tolist()
+    except ImportError:  # pragma: no cover
+        pass
+    raise TypeError(f"object of type {type(obj).__name__} is not JSON serialisable")
+
+
+def to_json(obj: Any) -> str:
+    """JSON text with numpy/torch values converted and NaN refused."""
+    return json.dumps(obj, indent=2, default=_json_default, allow_nan=False) + "\n"
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    write_text(path, to_json(obj))
+
+
+def write_npz(path: str | os.PathLike, **arrays: Any) -> None:
+    with atomic_write(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    path = Path(path)
+    if not path.is_file():
+        raise NolbError(f"{path}: no such file")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise NolbError(f"{path}: not valid JSON ({exc})") from None
+
+
+def save_safetensors(path: str | os.PathLike, tensors: dict, metadata: dict[str, str] | None = None) -> None:
+    """Atomically write a safetensors file (tensors are made contiguous and moved to the CPU)."""
+    from safetensors.torch import save
+
+    clean = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    write_bytes(path, save(clean, metadata=metadata))
+
+
+def load_safetensors(path: str | os.PathLike) -> tuple[dict, dict[str, str]]:
+    """Read a safetensors file; a missing, truncated or corrupt file raises NolbError."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise NolbError(f"{path}: no such checkpoint file")
+    try:
+        tensors = {}
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            metadata = dict(f.metadata() or {})
+            for key in f.keys():
+                tensors[key] = f.get_tensor(key)
+    except Exception as exc:  # safetensors raises several types for bad files
+        raise NolbError(f"{path}: unreadable or truncated safetensors file ({one_line_exc(exc)})") from None
+    return tensors, metadata
+
+
+def safe_torch_load(path: str | os.PathLike) -> Any:
+    """Read a foreign ``.pth``/``.th``/``.pt`` file with ``weights_only=True``: no code is unpickled."""
+    import pickle
+
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise NolbError(f"{path}: no such checkpoint file")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise NolbError(
+            f"{path}: refused to load: the file asks to run or build objects that are not plain "
+            f"tensors ({one_line_exc(exc)[:200]})"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise NolbError(f"{path}: unreadable or truncated checkpoint ({one_line_exc(exc)[:200]})") from None
+
+
+def one_line_exc(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
