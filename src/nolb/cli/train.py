@@ -1,12 +1,73 @@
-"""`nolb train` (placeholder until its issue lands; the owner replaces this file)."""
+"""``nolb train CONFIG.yaml [key=value ...] [--out RUN_DIR] [--resume RUN_DIR] [--overwrite]``.
+
+Stage 1: train a base model.  Works the same under ``torchrun --nproc_per_node=N -m nolb
+train ...`` (the global batch and learning rate in the config are split across processes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
 
 from nolb.errors import NolbError
 
 
-def register(subparsers):
-    parser = subparsers.add_parser("train", help="(in development)")
+class _IntermixedParser(argparse.ArgumentParser):
+    """Lets ``key=value`` overrides come after options (``--out DIR train.epochs=3``)."""
+
+    _inside = False
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        if self._inside:
+            return super().parse_known_args(args, namespace)
+        self._inside = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._inside = False
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train", help="stage 1: train a base model on long-tailed data",
+        description="Train a base model (stage 1). CONFIG is a YAML recipe or a packaged recipe name "
+                    "(e.g. digits_lt); key=value pairs override it (train.epochs=30 optim.lr=0.05).",
+    )
+    parser.add_argument("config", nargs="?", help="recipe YAML file or packaged recipe name (omit with --resume)")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides")
+    parser.add_argument("--out", metavar="RUN_DIR", help="run directory (default runs/<data>-<model>-<loss>-seed<seed>)")
+    parser.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
+    parser.__class__ = _IntermixedParser
     parser.set_defaults(func=_run)
 
 
-def _run(args):
-    raise NolbError("'nolb train' is not implemented yet")
+def _run(args: argparse.Namespace) -> int:
+    from nolb.config import apply_overrides, load_config
+    from nolb.engine import config_of_run, train
+
+    overrides = list(args.overrides)
+    if args.config and "=" in args.config:  # `nolb train --resume RUN key=value`: no CONFIG given
+        overrides.insert(0, args.config)
+        args.config = None
+    if args.resume:
+        if args.config:
+            raise NolbError("with --resume the config comes from RUN_DIR/config.yaml; give only key=value overrides")
+        if args.out and args.out != args.resume:
+            raise NolbError("--out and --resume name different run directories")
+        config = apply_overrides(config_of_run(args.resume), overrides)  # e.g. train.epochs=300 extends a run
+        run_dir = args.resume
+    else:
+        if not args.config:
+            raise NolbError("nolb train needs a CONFIG (a YAML recipe or a packaged recipe name), or --resume RUN_DIR")
+        config = load_config(args.config, overrides)
+        run_dir = args.out
+    result = train(config, run_dir=run_dir, resume=bool(args.resume), overwrite=args.overwrite, quiet=args.quiet,
+                   command=["nolb", *sys.argv[1:]] if sys.argv else None)
+    if result.test is not None:
+        from nolb.metrics import format_table
+
+        print(format_table({f"{config.model.name} {config.loss.name} (test)": result.test}))
+    print(f"run directory: {result.run_dir}")
+    return 0
