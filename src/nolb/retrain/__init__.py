@@ -1,0 +1,51 @@
+"""Stage 2 (re-train the classifier on a frozen backbone) and stage 3 (the ensemble).
+
+Public API:
+
+* :func:`retrain_classifier` -- the plug-in: a new head for any trained model;
+* :class:`Ensemble`, :func:`select_temperatures`, :func:`save_ensemble`, :func:`load_ensemble`;
+* :func:`extract_features`, :class:`FeatureCache`, :class:`FeatureSource` -- the feature cache;
+* :func:`train_head`, :class:`HeadSettings`, :func:`select_head` -- heads on cached features;
+* :func:`tau_normalized_head`, :class:`LearnableWeightScaling` -- the decoupling baselines;
+* :func:`run_pipeline` -- stage 1 -> 2 -> 3 -> report.
+
+Submodules are imported on first use of a name.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from nolb.retrain.config import EnsembleConfig, RetrainConfig
+
+_LAZY = {
+    "retrain_classifier": "nolb.retrain.api",
+    "train_on_source": "nolb.retrain.api",
+    "Ensemble": "nolb.retrain.ensemble",
+    "ensemble_log_probs": "nolb.retrain.ensemble",
+    "select_temperatures": "nolb.retrain.ensemble",
+    "save_ensemble": "nolb.retrain.ensemble_io",
+    "load_ensemble": "nolb.retrain.ensemble_io",
+    "extract_features": "nolb.retrain.features",
+    "FeatureCache": "nolb.retrain.features",
+    "FeatureSplit": "nolb.retrain.features",
+    "FeatureSource": "nolb.retrain.feature_source",
+    "HeadSettings": "nolb.retrain.head_methods",
+    "TrainedHead": "nolb.retrain.head_methods",
+    "train_head": "nolb.retrain.head_methods",
+    "select_head": "nolb.retrain.selection",
+    "tau_normalized_head": "nolb.retrain.tau_norm",
+    "LearnableWeightScaling": "nolb.retrain.lws",
+    "split_classifier": "nolb.retrain.backbone",
+    "run_pipeline": "nolb.retrain.pipeline",
+}
+
+__all__ = ["EnsembleConfig", "RetrainConfig", *_LAZY]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'nolb.retrain' has no attribute {name!r}")

@@ -1,0 +1,86 @@
+import dataclasses
+
+import pytest
+import torch
+
+from nolb.errors import NolbError
+from nolb.retrain.config import EnsembleConfig, RetrainConfig
+from nolb.retrain.head_methods import HeadSettings, train_head
+from nolb.retrain.scoring import ValScore
+from nolb.retrain.selection import select_head
+from retrain_synthetic import head_biased_classifier, long_tailed_problem
+
+CANDIDATES = dict(prior_strengths=(0.0, 1.0), lrs=(0.02, 0.2), samplers=("instance",))
+BASE = HeadSettings(epochs=4, batch_size=64)
+
+
+def test_selection_keeps_the_candidate_with_the_best_validation_hm():
+    train, val, _, counts, means = long_tailed_problem()
+    original = head_biased_classifier(means, counts)
+    selection = select_head(BASE, train, val, counts, original, **CANDIDATES)
+    naive = []
+    for tau in CANDIDATES["prior_strengths"]:
+        for lr in CANDIDATES["lrs"]:
+            settings = dataclasses.replace(BASE, prior_strength=tau, lr=lr)
+            trained = train_head(settings, train, counts, original, val, early_stopping=True)
+            naive.append(((trained.val_score.hm, trained.val_score.am), trained))
+    best = max(naive, key=lambda item: item[0])[1]
+    assert selection.best.settings == best.settings
+    assert torch.equal(selection.best.head.weight, best.head.weight)
+    assert len(selection.table) == 4
+
+
+def test_accuracy_floor_excludes_candidates_below_it():
+    train, val, _, counts, means = long_tailed_problem()
+    original = head_biased_classifier(means, counts)
+    free = select_head(BASE, train, val, counts, original, **CANDIDATES)
+    accuracies = sorted(row["accuracy"] for row in free.table)
+    # a base whose accuracy only the top candidate(s) reach within the tolerance
+    floor_base = ValScore(hm=0.0, am=0.0, accuracy=accuracies[-1])
+    constrained = select_head(BASE, train, val, counts, original, base_val_score=floor_base, acc_tolerance=0.0,
+                              **CANDIDATES)
+    assert constrained.best.val_score.accuracy == accuracies[-1]
+    assert all(row["feasible"] == (row["accuracy"] >= accuracies[-1]) for row in constrained.table)
+
+
+def test_prior_strength_outside_unit_interval_is_refused():
+    train, val, _, counts, means = long_tailed_problem()
+    with pytest.raises(NolbError, match=r"\[0, 1\]"):
+        select_head(BASE, train, val, counts, head_biased_classifier(means, counts), prior_strengths=(1.5,))
+
+
+class UnreadableSplit(torch.utils.data.Dataset):
+    """A test split that fails on any access: proves a code path never reads it."""
+
+    def __len__(self):
+        raise AssertionError("the test split was read")
+
+    def __getitem__(self, index):
+        raise AssertionError("the test split was read")
+
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        raise AssertionError(f"the test split was read ({name})")
+
+
+def test_stage2_and_temperature_selection_never_read_the_test_split():
+    data_module = pytest.importorskip("nolb.data")
+    models = pytest.importorskip("nolb.models")
+    from nolb.retrain.feature_source import FeatureSource
+    from nolb.retrain.stages import run_stage2, run_stage3
+
+    data = data_module.build_data("digits_lt", imbalance_ratio=20)
+    guarded = dataclasses.replace(data, test=UnreadableSplit())
+    torch.manual_seed(0)
+    model = models.build_model("small_cnn", 10, in_channels=1, width=8)
+    source = FeatureSource(model, guarded, views=1, batch_size=256)
+    config = RetrainConfig(epochs=2, select_prior_strengths=[0.0, 1.0], select_lrs=[0.1],
+                           select_samplers=["instance"], baselines=["crt", "lws", "tau_norm"])
+    stage2 = run_stage2(source, config, log=lambda line: None)
+    assert set(stage2.heads) == {"paper", "nolb", "crt", "lws", "tau_norm"}
+    ensemble, choice = run_stage3(source, stage2.heads["nolb"].head,
+                                  EnsembleConfig(select_temperatures=True, temperature_grid=[0.5, 1.0]))
+    assert choice is not None and (ensemble.t1, ensemble.t2) == (choice.t1, choice.t2)
+    with pytest.raises(AssertionError, match="test split was read"):
+        source.split("test")
