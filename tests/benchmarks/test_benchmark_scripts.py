@@ -1,0 +1,102 @@
+"""Smoke tests of the benchmark scripts at tiny sizes: they run, and their JSON holds the figures.
+
+The real measurements are made by running the scripts (see docs/RESULTS.md); these tests
+only keep the scripts working as the library changes.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+
+def _read(path):
+    return json.loads(path.read_text())
+
+
+def test_train_throughput_smoke(tmp_path):
+    import train_throughput
+
+    out = tmp_path / "train.json"
+    assert train_throughput.main(["--synthetic", "--images", "64", "--batch-size", "8", "--steps", "1", "--warmup", "1",
+                                  "--repeats", "1", "--in-process", "--out", str(out)]) == 0
+    result = _read(out)
+    assert set(result["results"]) == set(train_throughput.VARIANTS)
+    for value in result["results"].values():
+        assert value["images_per_second"]["median"] > 0 and value["peak_rss_mib"] > 0
+    assert result["ratios"]["nolb_over_bare_fp32"] > 0 and result["ratios"]["nolb_bf16cl_over_reference"] > 0
+    assert result["provenance"]["machine"]["cpu_count"] >= 1
+
+
+def test_long_tail_profile_matches_imagenet_lt_shape():
+    from retrain_speed import long_tail_counts
+
+    counts = long_tail_counts(115_846, 1000, 1280, 5)
+    assert counts.sum() == 115_846 and counts.max() == 1280 and counts.min() == 5 and len(counts) == 1000
+
+
+def test_retrain_speed_smoke(tmp_path):
+    import retrain_speed
+
+    out = tmp_path / "retrain.json"
+    assert retrain_speed.main(["--in-process", "--synthetic", "--rows", "1500", "--epochs", "1", "--profile-steps", "2",
+                               "--views", "1", "--bootstrap", "20", "--out", str(out)]) == 0
+    result = _read(out)["results"]
+    assert result["imagenet"]["rows"] == 1500 and result["imagenet"]["seconds"] > 0
+    assert set(result["imagenet"]["profile_seconds_per_step"]) == {"gather_cast", "forward", "loss", "backward", "step"}
+    cifar = result["cifar"]
+    assert {"cached_k1", "online"} <= set(cifar["rows"])
+    assert all(0 <= row["hm"] <= 1 for row in cifar["rows"].values())
+    assert cifar["ratios"]["online_over_cached_k1_first_run"] > 0
+
+
+def test_eval_speed_smoke_agrees_with_sklearn(tmp_path):
+    pytest.importorskip("imblearn")
+    import eval_speed
+
+    out = tmp_path / "eval.json"
+    assert eval_speed.main(["--predictions", "2000", "--classes", "50", "--bootstrap", "50", "--repeats", "1",
+                            "--naive-resamples", "2", "--out", str(out)]) == 0
+    result = _read(out)
+    assert max(result["point_value_abs_difference"].values()) < 1e-9
+    assert result["results"]["nolb_bootstrap"]["seconds"]["median"] > 0
+    assert result["results"]["sklearn_bootstrap_naive"]["extrapolated"] is True
+
+
+def test_gpu_recipe_runs_on_cpu_with_a_tiny_epoch_count(tmp_path):
+    """The device script end to end on the CPU: carry file -> 2 bases -> stage 2 -> ensemble -> tables."""
+    import gpu_carry
+    import gpu_cifar10_lt
+
+    carry = tmp_path / "carry"
+    assert gpu_carry.main(["--synthetic", "--out-dir", str(carry), "--test-per-class", "6"]) == 0
+    out = tmp_path / "out"
+    assert gpu_cifar10_lt.main(["--carry", str(carry / gpu_carry.CARRY_FILE), "--out", str(out), "--work-dir",
+                                str(tmp_path / "work"), "--epochs", "1", "--max-steps-per-epoch", "2", "--views", "1",
+                                "--eval-every", "1", "--device", "cpu", "--losses", "ce,bsce"]) == 0
+    result = _read(out / "results.json")
+    assert set(result["runs"]) == {"ce", "bsce"}
+    for run in result["runs"].values():
+        assert {"base", "GML (paper)", "ensemble", "cRT", "LWS", "tau-norm"} <= set(run["rows"])
+        assert run["times_s"]["stage1_total"] > 0 and "| base |" in run["table"]
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert len(files) <= 8, "the device tool brings back at most 8 files"
+    assert all(len(p.relative_to(out).parts) <= 3 for p in files)
+    assert "## ce base" in (out / "results.md").read_text()
+
+
+@pytest.mark.slow
+def test_gpu_carry_of_the_real_data_fits_the_device_limit(tmp_path, shared_data):
+    import gpu_carry
+
+    if not (shared_data / "cifar10" / "train_0.npz").is_file():
+        pytest.skip("shared CIFAR-10 not found")
+    assert gpu_carry.main(["--out-dir", str(tmp_path)]) == 0
+    path = tmp_path / gpu_carry.CARRY_FILE
+    assert path.stat().st_size + gpu_carry.REPO_ALLOWANCE < gpu_carry.LIMIT_BYTES
+    data = gpu_carry.load_carry(path)
+    assert data.class_counts.tolist() == [5000, 2997, 1796, 1077, 645, 387, 232, 139, 83, 50]
+    assert len(data.val) == 1000 and len(data.test) == 5000
+    assert np.bincount(data.test.labels.numpy()).tolist() == [500] * 10
