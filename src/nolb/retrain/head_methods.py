@@ -47,6 +47,7 @@ class HeadSettings:
     sampler: str = "instance"
     init: str = "original"
     seed: int = 0
+    matmul_dtype: str = "float32"  # "bfloat16": faster head matmuls on AMX/AVX-512-BF16 CPUs
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -140,6 +141,7 @@ def train_head(
             num_classes=num_classes, epochs=settings.epochs, batch_size=settings.batch_size,
             lr=settings.lr, weight_decay=settings.weight_decay, momentum=settings.momentum,
             sampler=settings.sampler, draws_per_epoch=train.num_images, seed=settings.seed, evaluate=evaluate,
+            matmul_dtype=settings.matmul_dtype,
         )
         head = fit.module.to_linear() if settings.method == "lws" else fit.module
         best_epoch = fit.best_epoch
