@@ -387,6 +387,12 @@ def validate(config: Config, *, lines: dict | None = None) -> None:
     _check_names(config, lines)
 
 
+def _sampler_names() -> tuple:
+    from nolb.data import SAMPLER_NAMES
+
+    return tuple(SAMPLER_NAMES)
+
+
 def _check_names(config: Config, lines: dict) -> None:
     """Names and pass-through options checked against the packages that define them."""
     from nolb.data import DATASET_NAMES, dataset_options
@@ -395,10 +401,12 @@ def _check_names(config: Config, lines: dict) -> None:
 
     for key, value, names in (("model.name", config.model.name, tuple(MODEL_NAMES)),
                               ("loss.name", config.loss.name, tuple(LOSS_NAMES)),
-                              ("data.name", config.data.name, tuple(DATASET_NAMES))):
+                              ("data.name", config.data.name, tuple(DATASET_NAMES)),
+                              ("data.sampler", config.data.sampler, _sampler_names())):
         if value not in names:
             close = difflib.get_close_matches(value, names, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else f" (one of {', '.join(names)})"
+            hint = (f" (did you mean {close[0]!r}? valid: {', '.join(names)})" if close
+                    else f" (one of {', '.join(names)})")
             raise NolbError(f"{_where(lines, tuple(key.split('.')))}config key {key!r}: unknown name {value!r}{hint}")
     data_given = {f"data.options.{k}" for k in config.data.options}
     data_given |= {f"data.{k}" for k in ("root", "imbalance_ratio") if getattr(config.data, k) is not None}

@@ -20,6 +20,13 @@ import numpy as np
 from nolb.errors import NolbError
 
 
+def _file_mode() -> int:
+    """The permissions ``open()`` gives a new file (0o666 minus the umask); mkstemp uses 0o600."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def _fsync_dir(folder: Path) -> None:
     try:
         fd = os.open(folder, os.O_RDONLY)
@@ -46,6 +53,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, mode, **({"encoding": "utf-8"} if mode == "w" else {})) as handle:
+            os.fchmod(handle.fileno(), _file_mode())
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
@@ -146,12 +154,28 @@ def safe_torch_load(path: str | os.PathLike) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        if _looks_truncated(exc):
+            raise NolbError(f"{path}: unreadable or truncated checkpoint ({_unpickling_detail(exc)})") from None
         raise NolbError(
             f"{path}: refused to load: the file asks to run or build objects that are not plain "
-            f"tensors ({one_line_exc(exc)[:200]})"
+            f"tensors ({_unpickling_detail(exc)}); nolb never unpickles code"
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
         raise NolbError(f"{path}: unreadable or truncated checkpoint ({one_line_exc(exc)[:200]})") from None
+
+
+def _looks_truncated(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return "truncated" in text or "ran out of input" in text or "eof" in text
+
+
+def _unpickling_detail(exc: BaseException) -> str:
+    """The useful part of torch's weights_only refusal, without its advice to retry with
+    ``weights_only=False`` (which would run the file's code)."""
+    lines = [" ".join(line.split()) for line in str(exc).splitlines() if line.strip()]
+    useful = [line for line in lines if "weights_only" not in line and "documentation" not in line
+              and "trusted source" not in line]
+    return (useful[0] if useful else "not a plain tensor file")[:200]
 
 
 def one_line_exc(exc: BaseException) -> str:

@@ -66,6 +66,10 @@ def _run(args: argparse.Namespace) -> int:
     source = FeatureSource(loaded.model, loaded.data, views=config.retrain.views,
                            cache_dir=run_dir / "retrain" / "features", device=args.device, seed=config.retrain.seed,
                            shift_bn=config.retrain.shift_bn)
+    expected = tuple(source.original_head.weight.shape)
+    if tuple(new_head.weight.shape) != expected:
+        raise NolbError(f"{head_path}: head of shape {tuple(new_head.weight.shape)} (classes, features) does not fit "
+                        f"the run's model, which needs {expected}")
     ens_config = EnsembleConfig(t1=args.t1, t2=args.t2, select_temperatures=args.select_temperatures,
                                 temperature_grid=list(args.grid), space=args.space)
     ensemble, choice = run_stage3(source, new_head, ens_config)

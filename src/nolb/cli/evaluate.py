@@ -81,6 +81,8 @@ def _evaluate_file(path: Path, shared_counts: np.ndarray | None, args: argparse.
     scores = next((arrays[k] for k in ("logits", "scores", "pred") if k in arrays), None)
     if scores is None:
         raise NolbError(f"{path}: needs 'logits' (N, C) or 'pred' (N,) besides 'labels'")
+    if scores.ndim not in (1, 2):
+        raise NolbError(f"{path}: scores must have shape (N, C) or predictions (N,), got shape {scores.shape}")
     counts = shared_counts if shared_counts is not None else arrays.get("train_counts")
     names = arrays.get("class_names")
     num_classes = _num_classes(path, scores, counts, names, arrays["labels"], args.num_classes)

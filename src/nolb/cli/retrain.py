@@ -73,7 +73,7 @@ def _run(args: argparse.Namespace) -> int:
     defaults = recipe_defaults(loaded.data.preset)
     settings = HeadSettings(
         method=args.method, prior_strength=args.prior_strength, epochs=args.epochs, init=args.init, seed=args.seed,
-        lr=args.lr if args.lr is not None else defaults["lr"], batch_size=args.batch_size or defaults["batch_size"],
+        lr=args.lr if args.lr is not None else defaults["lr"], batch_size=args.batch_size if args.batch_size is not None else defaults["batch_size"],
         weight_decay=args.weight_decay if args.weight_decay is not None else defaults["weight_decay"],
     )
     if args.method in ("crt", "lws", "tau_norm"):
@@ -87,13 +87,13 @@ def _run(args: argparse.Namespace) -> int:
     head_path = out / "head.safetensors"
     save_safetensors(head_path, {"weight": trained.head.weight, "bias": trained.head.bias},
                      metadata={"settings": str(trained.settings.to_dict())})
-    write_json(record_path, {"head": str(head_path), "mode": args.mode, "architecture": loaded.architecture,
-                             **trained.describe()})
     test = source.split("test")
     rows = reports_from_scores({"original head": head_logits(source.original_head, test.features),
                                 f"{args.method} head": head_logits(trained.head, test.features)},
                                test.labels, source.num_classes, train_counts=source.class_counts.numpy())
     files = write_report(rows, out / "report", title=f"stage 2: {args.method} ({args.mode})")
+    write_json(record_path, {"head": str(head_path), "mode": args.mode, "architecture": loaded.architecture,
+                             **trained.describe()})  # last: its presence means "finished"
     print(files.table)
     print(f"new head: {head_path}")
     print(f"report:   {files.markdown}  plot: {files.plot}")

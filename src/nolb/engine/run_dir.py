@@ -35,6 +35,7 @@ from nolb.errors import NolbError
 from nolb.io import load_safetensors, read_json, save_safetensors, write_json, write_text
 
 CHECKPOINT_KINDS = ("last", "best")
+_PENDING = ".pending"  # suffix of checkpoint tensors not yet committed by their JSON
 _RUN_MARKERS = ("config.yaml", "run.json")
 
 
@@ -67,8 +68,11 @@ class RunDir:
         if resume and overwrite:
             raise NolbError("--resume and --overwrite exclude each other")
         if resume:
-            if not (self.path / "checkpoints" / "last.json").is_file():
+            if not (self.path / "checkpoints" / "last.json").is_file() and not (self.path / "config.yaml").is_file():
                 raise NolbError(f"{self.path}: nothing to resume (no checkpoints/last.json)")
+            if writer:  # temporary files of writes that a kill interrupted
+                for stale in [*self.path.glob(".*.tmp"), *self.checkpoint_dir.glob(".*.tmp")]:
+                    stale.unlink(missing_ok=True)
             return
         exists = self.path.exists() and (not self.path.is_dir() or any(self.path.iterdir()))
         if exists and writer:
@@ -77,8 +81,12 @@ class RunDir:
             if not self.path.is_dir() or not any((self.path / m).exists() for m in _RUN_MARKERS):
                 raise NolbError(f"{self.path}: refusing to overwrite: it is not a nolb run directory")
             shutil.rmtree(self.path)
-        if writer:
-            (self.path / "checkpoints").mkdir(parents=True, exist_ok=True)
+        # The folder is created by the first write (nolb.io makes parents), so a run refused
+        # while it starts up leaves no half-made run directory behind.
+
+    @property
+    def has_checkpoint(self) -> bool:
+        return (self.checkpoint_dir / "last.json").is_file()
 
     # -------------------------------------------------------------- records
     @property
@@ -154,13 +162,20 @@ class RunDir:
         if not self.writer:
             return
         files = {"weights": f"{kind}.safetensors"}
-        save_safetensors(self.checkpoint_dir / files["weights"], model_state, metadata={"epoch": str(state.get("epoch"))})
+        # Tensors go to *.pending files first; the JSON naming them (with their SHA-256) is the
+        # commit point; then they replace the final names.  A kill before the JSON keeps the
+        # previous checkpoint whole; a kill after it is completed by load_checkpoint.
+        save_safetensors(self.checkpoint_dir / f"{files['weights']}{_PENDING}", model_state,
+                         metadata={"epoch": str(state.get("epoch"))})
         if optimizer_tensors is not None:
             files["optimizer"] = f"{kind}.optim.safetensors"
-            save_safetensors(self.checkpoint_dir / files["optimizer"], optimizer_tensors)
+            save_safetensors(self.checkpoint_dir / f"{files['optimizer']}{_PENDING}", optimizer_tensors)
         record = dict(state)
-        record["files"] = {role: {"name": name, "sha256": _sha256(self.checkpoint_dir / name)} for role, name in files.items()}
+        record["files"] = {role: {"name": name, "sha256": _sha256(self.checkpoint_dir / f"{name}{_PENDING}")}
+                           for role, name in files.items()}
         write_json(self.checkpoint_dir / f"{kind}.json", record)
+        for name in files.values():
+            os.replace(self.checkpoint_dir / f"{name}{_PENDING}", self.checkpoint_dir / name)
 
     def load_checkpoint(self, kind: str = "last") -> tuple[dict, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """Read a checkpoint: ``(state, model_state, optimizer_tensors)``, hashes verified."""
@@ -168,6 +183,13 @@ class RunDir:
         tensors = {}
         for role, entry in state.get("files", {}).items():
             path = self.checkpoint_dir / entry["name"]
+            pending = self.checkpoint_dir / f"{entry['name']}{_PENDING}"
+            if not (path.is_file() and _sha256(path) == entry["sha256"]) and pending.is_file() \
+                    and _sha256(pending) == entry["sha256"]:
+                if not self.writer:  # killed after the JSON, before the rename: use the new file
+                    tensors[role], _ = load_safetensors(pending)
+                    continue
+                os.replace(pending, path)  # finish the interrupted save
             if not path.is_file():
                 raise NolbError(f"{path}: missing (named by checkpoints/{kind}.json)")
             if _sha256(path) != entry["sha256"]:

@@ -111,6 +111,7 @@ def _train(config: Config, *, run_dir: str | Path | None, resume: bool, overwrit
     dist_info = init_distributed(device)
     seed_everything(t.seed)
     run = RunDir(run_dir or default_run_dir(config), resume=resume, overwrite=overwrite, writer=dist_info.is_main)
+    resume = resume and run.has_checkpoint  # killed before its first checkpoint: start it over
     barrier()
     data = data if data is not None else build.build_data_from_config(config)
     model = build.build_model_from_config(config, data, initial_weights=not resume).to(device)
@@ -126,11 +127,11 @@ def _train(config: Config, *, run_dir: str | Path | None, resume: bool, overwrit
         if best["epoch"] is not None:
             best_weights = run.load_checkpoint("best")[1]
         run.record_resume(config, from_epoch=start_epoch, command=command if command is not None else sys.argv)
-    else:
-        run.write_config(config)
-        run.write_run_info(_run_info(config, dist_info, device, data, command))
     train_loader, val_loader = build.build_loaders(config, data, device=device, rank=dist_info.rank,
                                                    world_size=dist_info.world_size)
+    if not resume:  # written once every part of the run has been built (a refused start leaves nothing)
+        run.write_config(config)
+        run.write_run_info(_run_info(config, dist_info, device, data, command))
     net: nn.Module = model
     if dist_info.distributed:
         net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
@@ -163,9 +164,9 @@ def _train(config: Config, *, run_dir: str | Path | None, resume: bool, overwrit
                 best = {"epoch": epoch + 1, "score": score, "val": record["val"]}
                 best_weights = {k: v.detach().clone() for k, v in unwrap_model(model).state_dict().items()}
                 run.save_checkpoint("best", best_weights, {"epoch": epoch + 1, "best": best})
-        _save_last(run, model, optimizer, scaler, schedule, epoch + 1, best)
         history.append(record)
-        run.write_log(history)
+        run.write_log(history)  # before the checkpoint: a resume drops records past its epoch
+        _save_last(run, model, optimizer, scaler, schedule, epoch + 1, best)
         if tensorboard is not None:
             _log_tensorboard(tensorboard, record)
         if dist_info.is_main and not quiet:

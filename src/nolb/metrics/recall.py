@@ -99,6 +99,13 @@ def predicted_labels(y_pred: Any, num_classes: int, what: str = "y_pred") -> np.
         if array.dtype.kind == "f" and np.isnan(array).any():
             rows = np.flatnonzero(np.isnan(array).any(axis=1))
             raise NolbError(f"{what}: {rows.size} row(s) of scores contain NaN, first at row {int(rows[0])}")
+        if array.dtype.kind == "f" and np.isposinf(array).any():
+            # +inf is an overflow, not a score: the argmax among several +inf is arbitrary.
+            rows = np.flatnonzero(np.isposinf(array).any(axis=1))
+            raise NolbError(f"{what}: {rows.size} row(s) of scores contain +inf, first at row {int(rows[0])}")
+        if array.dtype.kind == "f" and array.shape[0] and np.isneginf(array).all(axis=1).any():
+            rows = np.flatnonzero(np.isneginf(array).all(axis=1))
+            raise NolbError(f"{what}: {rows.size} row(s) of scores are all -inf, first at row {int(rows[0])}")
         return array.argmax(axis=1).astype(np.int64) if array.shape[0] else np.zeros(0, np.int64)
     return as_label_vector(array, what, num_classes)
 

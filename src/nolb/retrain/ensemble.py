@@ -39,8 +39,8 @@ def ensemble_log_probs(
     Returns:
         (N, C) float32 log-probabilities.
     """
-    if t1 <= 0 or t2 <= 0:
-        raise NolbError(f"ensemble: temperatures must be positive, got t1={t1}, t2={t2}")
+    if not all(math.isfinite(t) and t > 0 for t in (t1, t2)):
+        raise NolbError(f"ensemble: temperatures must be positive finite numbers, got t1={t1}, t2={t2}")
     if space not in ENSEMBLE_SPACES:
         raise NolbError(f"ensemble.space: unknown value {space!r}, expected one of {ENSEMBLE_SPACES}")
     log1 = F.log_softmax(z1.float() / t1, dim=1)
