@@ -13,6 +13,7 @@ import importlib
 import sys
 
 from nolb import __version__
+from nolb.cli._parser import NolbArgumentParser
 from nolb.errors import NolbError, one_line
 
 # Module names under nolb.cli, in the order `nolb --help` lists them.
@@ -20,7 +21,7 @@ SUBCOMMAND_MODULES = ("evaluate", "data", "train", "retrain", "ensemble", "run",
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = NolbArgumentParser(
         prog="nolb",
         description="No One Left Behind: long-tailed recognition that lifts the worst classes.",
     )

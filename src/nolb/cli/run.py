@@ -21,6 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides")
     parser.add_argument("--out", metavar="RUN_DIR", help="stage-1 run directory (default runs/<data>-<model>-<loss>-seed<seed>)")
     parser.add_argument("--from-run", metavar="RUN_DIR", help="skip stage 1: start from this finished run")
+    parser.add_argument("--resume", metavar="RUN_DIR",
+                        help="continue an interrupted `nolb run` in RUN_DIR (stage 1 from its last checkpoint)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs (cached features are kept)")
     parser.add_argument("--quiet", action="store_true", help="no per-epoch stage-1 lines")
     parser.set_defaults(func=_run)
@@ -34,6 +36,15 @@ def _run(args: argparse.Namespace) -> int:
     if args.config and "=" in args.config:
         overrides.insert(0, args.config)
         args.config = None
+    if args.resume:
+        from nolb.engine import config_of_run
+
+        if args.config or args.from_run:
+            raise NolbError("with --resume the config comes from RUN_DIR/config.yaml; give only key=value overrides")
+        if args.out and args.out != args.resume:
+            raise NolbError("--out and --resume name different run directories")
+        config = apply_overrides(config_of_run(args.resume), overrides)
+        return run_and_print(config, run_dir=args.resume, resume=True, quiet=args.quiet)
     if args.config:
         config = load_config(args.config, overrides)
     elif args.from_run:
@@ -45,11 +56,11 @@ def _run(args: argparse.Namespace) -> int:
     return run_and_print(config, run_dir=args.out, from_run=args.from_run, overwrite=args.overwrite, quiet=args.quiet)
 
 
-def run_and_print(config, *, run_dir=None, from_run=None, overwrite=False, quiet=False) -> int:
+def run_and_print(config, *, run_dir=None, from_run=None, resume=False, overwrite=False, quiet=False) -> int:
     """Run the pipeline and print the table and where everything went (shared with ``nolb demo``)."""
     from nolb.retrain.pipeline import run_pipeline
 
-    result = run_pipeline(config, run_dir=run_dir, from_run=from_run, overwrite=overwrite, quiet=quiet,
+    result = run_pipeline(config, run_dir=run_dir, from_run=from_run, resume=resume, overwrite=overwrite, quiet=quiet,
                           command=["nolb", *sys.argv[1:]] if sys.argv else None)
     print()
     print(result.report.markdown.read_text(encoding="utf-8"))

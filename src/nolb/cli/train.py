@@ -12,21 +12,6 @@ import sys
 from nolb.errors import NolbError
 
 
-class _IntermixedParser(argparse.ArgumentParser):
-    """Lets ``key=value`` overrides come after options (``--out DIR train.epochs=3``)."""
-
-    _inside = False
-
-    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
-        if self._inside:
-            return super().parse_known_args(args, namespace)
-        self._inside = True
-        try:
-            return self.parse_known_intermixed_args(args, namespace)
-        finally:
-            self._inside = False
-
-
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "train", help="stage 1: train a base model on long-tailed data",
@@ -39,7 +24,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     parser.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
-    parser.__class__ = _IntermixedParser
     parser.set_defaults(func=_run)
 
 

@@ -46,6 +46,7 @@ def run_pipeline(
     *,
     run_dir: str | Path | None = None,
     from_run: str | Path | None = None,
+    resume: bool = False,
     overwrite: bool = False,
     quiet: bool = False,
     log: Callable[[str], None] = print,
@@ -58,6 +59,9 @@ def run_pipeline(
             config is used) or supply the ``retrain``/``ensemble`` sections.
         run_dir: stage 1's output folder (default: the engine's ``runs/...`` name).
         from_run: start from this finished stage-1 run instead of training.
+        resume: continue an interrupted ``nolb run`` in ``run_dir``: stage 1 resumes from
+            its last checkpoint (or returns at once if it had finished), then stages 2 and 3
+            run again over the cached features and replace their earlier outputs.
         overwrite: replace existing outputs (stage-1 run dir, or stage 2/3/report outputs;
             the feature cache is always kept and reused while valid).
         quiet: no per-epoch stage-1 lines.
@@ -83,7 +87,10 @@ def run_pipeline(
     else:
         if config is None:
             raise NolbError("run_pipeline: give a config or from_run")
-        run_path = Path(train(config, run_dir=run_dir, overwrite=overwrite, quiet=quiet, command=command).run_dir)
+        if resume and run_dir is None:
+            raise NolbError("run_pipeline: resume needs the run directory to continue")
+        run_path = Path(train(config, run_dir=run_dir, resume=resume, overwrite=overwrite and not resume,
+                              quiet=quiet, command=command).run_dir)
         seconds["stage1"] = time.perf_counter() - started
     model, run_config, data = load_trained(run_path)
     config = config if config is not None else run_config
