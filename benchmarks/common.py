@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import platform
 import resource
 import statistics
@@ -145,11 +144,6 @@ def write_result(path: Path | None, result: dict) -> None:
 # real data: CIFAR-10-LT through nolb.data
 
 
-def _dump(path: Path, obj: dict) -> None:
-    with open(path, "wb") as f:
-        pickle.dump(obj, f, protocol=2)
-
-
 def cifar10_pickle_root(folder: Path | None = None, source: Path = CIFAR10_SOURCE) -> Path:
     """Write the shared CIFAR-10 npz chunks as the official ``cifar-10-batches-py`` layout.
 
@@ -173,25 +167,13 @@ def cifar10_pickle_root(folder: Path | None = None, source: Path = CIFAR10_SOURC
     classes = [str(c) for c in test["classes"]]
     order = np.random.RandomState(0).permutation(len(y_train))
     x_train, y_train = x_train[order], y_train[order]
-    tmp = Path(tempfile.mkdtemp(dir=root.parent if root.parent.exists() else None, prefix=".nolb-cifar-"))
-    staging = tmp / "cifar-10-batches-py"
-    staging.mkdir()
+    from nolb.data import write_cifar10_batches
 
-    def rows(x: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(x.transpose(0, 3, 1, 2).reshape(len(x), 3072))
-
-    for b in range(5):
-        sl = slice(b * 10000, (b + 1) * 10000)
-        _dump(staging / f"data_batch_{b + 1}", {"batch_label": f"training batch {b + 1} of 5",
-                                                 "labels": y_train[sl].tolist(), "data": rows(x_train[sl])})
-    _dump(staging / "test_batch", {"batch_label": "testing batch 1 of 1",
-                                   "labels": test["y"].astype(np.int64).tolist(), "data": rows(test["x"])})
-    _dump(staging / "batches.meta", {"label_names": classes, "num_cases_per_batch": 10000, "num_vis": 3072})
-    root.mkdir(parents=True, exist_ok=True)
     try:
-        os.replace(staging, target)
-    except OSError:  # another process won the race: use its copy
-        pass
+        write_cifar10_batches(root, x_train, y_train, test["x"], test["y"], classes)
+    except ValueError:  # another process wrote it meanwhile: use its copy
+        if not target.exists():
+            raise
     return root
 
 

@@ -60,20 +60,10 @@ def cifar10_root(shared_data: Path, tmp_path_factory) -> Path:
     order = np.random.RandomState(0).permutation(len(y_train))
     x_train, y_train = x_train[order], y_train[order]
 
+    from nolb.data import write_cifar10_batches
+
     root = tmp_path_factory.mktemp("cifar10")
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir()
-
-    def rows(x: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(x.transpose(0, 3, 1, 2).reshape(len(x), 3072))
-
-    for b in range(5):
-        sl = slice(b * 10000, (b + 1) * 10000)
-        _dump(folder / f"data_batch_{b + 1}", {"batch_label": f"training batch {b + 1} of 5",
-                                                "labels": y_train[sl].tolist(), "data": rows(x_train[sl])})
-    _dump(folder / "test_batch", {"batch_label": "testing batch 1 of 1",
-                                  "labels": test["y"].astype(np.int64).tolist(), "data": rows(test["x"])})
-    _dump(folder / "batches.meta", {"label_names": classes, "num_cases_per_batch": 10000, "num_vis": 3072})
+    write_cifar10_batches(root, x_train, y_train, test["x"], test["y"], classes)
     return root
 
 

@@ -7,6 +7,7 @@ instance / class-balanced / square-root / progressive samplers; ``mixup_batch`` 
 ``cutmix_batch`` mix batches for MiSLAS-style training.
 """
 
+from nolb.data.cifar_writer import write_cifar10_batches
 from nolb.data.image_files import ImageFileDataset
 from nolb.data.list_file import frequency_order_mapping, read_list_file, write_label_mapping
 from nolb.data.loader import build_loader
@@ -22,5 +23,6 @@ __all__ = [
     "AugmentSpec", "ContiguousShardSampler", "ImageFileDataset", "LTData", "LongTailedSampler",
     "TensorImageDataset", "build_data", "build_loader", "build_sampler", "build_transform",
     "cutmix_batch", "dataset_options", "frequency_order_mapping", "group_sizes", "long_tailed_counts",
-    "mixed_loss", "mixup_batch", "read_list_file", "resolve_augment", "write_label_mapping",
+    "mixed_loss", "mixup_batch", "read_list_file", "resolve_augment", "write_cifar10_batches",
+    "write_label_mapping",
 ]
