@@ -47,6 +47,17 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("nolb: interrupted", file=sys.stderr)
         return 130
+    finally:
+        _leave_process_group()
+
+
+def _leave_process_group() -> None:
+    """Under torchrun, leave the process group before the interpreter exits: exiting with
+    gloo's threads still running can abort the process ("terminate called without an
+    active exception") after the work is done."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":  # pragma: no cover
