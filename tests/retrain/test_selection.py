@@ -6,8 +6,8 @@ import torch
 from nolb.errors import NolbError
 from nolb.retrain.config import EnsembleConfig, RetrainConfig
 from nolb.retrain.head_methods import HeadSettings, train_head
-from nolb.retrain.scoring import ValScore
-from nolb.retrain.selection import select_head
+from nolb.retrain.scoring import ValScore, head_logits, validation_score
+from nolb.retrain.selection import select_head, soft_scores
 from retrain_synthetic import head_biased_classifier, long_tailed_problem
 
 CANDIDATES = dict(prior_strengths=(0.0, 1.0), lrs=(0.02, 0.2), samplers=("instance",))
@@ -17,7 +17,7 @@ BASE = HeadSettings(epochs=4, batch_size=64)
 def test_selection_keeps_the_candidate_with_the_best_validation_hm():
     train, val, _, counts, means = long_tailed_problem()
     original = head_biased_classifier(means, counts)
-    selection = select_head(BASE, train, val, counts, original, **CANDIDATES)
+    selection = select_head(BASE, train, val, counts, original, criterion="hm", **CANDIDATES)
     naive = []
     for tau in CANDIDATES["prior_strengths"]:
         for lr in CANDIDATES["lrs"]:
@@ -33,14 +33,45 @@ def test_selection_keeps_the_candidate_with_the_best_validation_hm():
 def test_accuracy_floor_excludes_candidates_below_it():
     train, val, _, counts, means = long_tailed_problem()
     original = head_biased_classifier(means, counts)
-    free = select_head(BASE, train, val, counts, original, **CANDIDATES)
+    free = select_head(BASE, train, val, counts, original, criterion="hm", **CANDIDATES)
     accuracies = sorted(row["accuracy"] for row in free.table)
     # a base whose accuracy only the top candidate(s) reach within the tolerance
     floor_base = ValScore(hm=0.0, am=0.0, accuracy=accuracies[-1])
     constrained = select_head(BASE, train, val, counts, original, base_val_score=floor_base, acc_tolerance=0.0,
-                              **CANDIDATES)
+                              criterion="hm", **CANDIDATES)
     assert constrained.best.val_score.accuracy == accuracies[-1]
     assert all(row["feasible"] == (row["accuracy"] >= accuracies[-1]) for row in constrained.table)
+
+
+def test_soft_scores_match_hand_computed_values():
+    labels = torch.tensor([0, 0, 1, 1])
+    logits = torch.log(torch.tensor([[0.9, 0.1], [0.5, 0.5], [0.2, 0.8], [0.4, 0.6]]))
+    hm, am = soft_scores(logits, labels, 2)
+    # soft recalls: class 0 (0.9 + 0.5) / 2 = 0.7, class 1 (0.8 + 0.6) / 2 = 0.7
+    assert am == pytest.approx(0.7)
+    assert hm == pytest.approx(0.7)
+    hm, _ = soft_scores(torch.log(torch.tensor([[0.9, 0.1], [0.7, 0.3]])), torch.tensor([0, 1]), 2)
+    assert hm == pytest.approx(2 / (1 / 0.9 + 1 / 0.3))
+
+
+def test_default_soft_selection_keeps_the_best_feasible_soft_hm_and_lifts_hm():
+    train, val, _, counts, means = long_tailed_problem()
+    original = head_biased_classifier(means, counts)
+    base_score = validation_score(head_logits(original, val.features), val.labels, int(counts.numel()))
+    selection = select_head(BASE, train, val, counts, original, base_val_score=base_score, **CANDIDATES)
+    assert selection.best.details["selection_criterion"] == "soft_hm"
+    feasible = [row for row in selection.table if row["feasible"]] or selection.table
+    best_row = max(feasible, key=lambda row: (row["soft_hm"], row["soft_am"]))
+    assert selection.best.settings.prior_strength == best_row["prior_strength"]
+    assert selection.best.settings.lr == best_row["lr"]
+    assert selection.best.val_score.hm > base_score.hm
+
+
+def test_unknown_selection_criterion_is_refused():
+    train, val, _, counts, means = long_tailed_problem()
+    with pytest.raises(NolbError, match="criterion"):
+        select_head(BASE, train, val, counts, head_biased_classifier(means, counts), criterion="accuracy",
+                    **CANDIDATES)
 
 
 def test_prior_strength_outside_unit_interval_is_refused():
@@ -84,3 +115,16 @@ def test_stage2_and_temperature_selection_never_read_the_test_split():
     assert choice is not None and (ensemble.t1, ensemble.t2) == (choice.t1, choice.t2)
     with pytest.raises(AssertionError, match="test split was read"):
         source.split("test")
+
+
+def test_config_selection_criterion_is_checked_and_reaches_the_selection():
+    from nolb.retrain.config import EnsembleConfig, RetrainConfig, check_stage_configs
+
+    with pytest.raises(NolbError, match="retrain.select_criterion"):
+        check_stage_configs(RetrainConfig(select_criterion="argmax"), EnsembleConfig())
+    check_stage_configs(RetrainConfig(select_criterion="hm"), EnsembleConfig())
+    import inspect
+
+    import nolb.retrain.stages as stages
+
+    assert "criterion=config.select_criterion" in inspect.getsource(stages)

@@ -43,6 +43,7 @@ class RetrainConfig:
     select_lrs: list[float] = field(default_factory=lambda: [0.02, 0.1])
     select_samplers: list[str] = field(default_factory=lambda: ["instance", "class_balanced"])
     select_acc_tolerance: float = 0.01  # keep val accuracy within this of the base's
+    select_criterion: str = "soft_hm"  # soft_hm (HM of the soft per-class val recall) | hm (arg-max)
     baselines: list[str] = field(default_factory=list)  # e.g. ["crt", "lws", "tau_norm"]
     seed: int = 0
 
@@ -86,6 +87,8 @@ def check_stage_configs(retrain: RetrainConfig, ensemble: EnsembleConfig) -> Non
     check(all(lr > 0 for lr in retrain.select_lrs) and bool(retrain.select_lrs), "retrain.select_lrs",
           f"must be a non-empty list of positive values, got {retrain.select_lrs}")
     check(retrain.select_acc_tolerance >= 0, "retrain.select_acc_tolerance", "must be >= 0")
+    check(retrain.select_criterion in ("soft_hm", "hm"), "retrain.select_criterion",
+          f"must be one of soft_hm, hm, got {retrain.select_criterion!r}")
     check(ensemble.space in ENSEMBLE_SPACES, "ensemble.space", f"must be one of {', '.join(ENSEMBLE_SPACES)}, got {ensemble.space!r}")
     check(ensemble.head in ("nolb", "paper"), "ensemble.head", f"must be 'nolb' or 'paper', got {ensemble.head!r}")
     check(all(t > 0 for t in ensemble.temperature_grid) and bool(ensemble.temperature_grid),

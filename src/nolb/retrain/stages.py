@@ -88,6 +88,7 @@ def run_stage2(source: FeatureSource, config: RetrainConfig, out_dir: str | Path
             base, train, val, counts, source.original_head,
             prior_strengths=config.select_prior_strengths, lrs=config.select_lrs,
             samplers=config.select_samplers, base_val_score=base_score, acc_tolerance=config.select_acc_tolerance,
+            criterion=config.select_criterion,
         )
         result.heads["nolb"] = selection.best
         chosen = selection.best.settings
