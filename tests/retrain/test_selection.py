@@ -128,3 +128,13 @@ def test_config_selection_criterion_is_checked_and_reaches_the_selection():
     import nolb.retrain.stages as stages
 
     assert "criterion=config.select_criterion" in inspect.getsource(stages)
+
+
+def test_config_matmul_dtype_is_checked_and_reaches_the_head_settings():
+    from nolb.retrain.config import EnsembleConfig, RetrainConfig, check_stage_configs
+    from nolb.retrain.stages import settings_from_config
+
+    with pytest.raises(NolbError, match="retrain.matmul_dtype"):
+        check_stage_configs(RetrainConfig(matmul_dtype="float16"), EnsembleConfig())
+    assert settings_from_config(RetrainConfig(matmul_dtype="bfloat16")).matmul_dtype == "bfloat16"
+    assert settings_from_config(RetrainConfig()).matmul_dtype == "float32"

@@ -35,6 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--sampler", choices=HEAD_SAMPLERS, help="default: the method's own")
     parser.add_argument("--init", choices=HEAD_INITS, default="original")
     parser.add_argument("--select-on-val", action="store_true", help="choose GML's tau, lr, sampler, epoch on validation")
+    parser.add_argument("--matmul-dtype", choices=("float32", "bfloat16"), default="float32",
+                        help="bfloat16: faster head matmuls on AMX / AVX-512-BF16 CPUs (loss and weights stay fp32)")
     parser.add_argument("--shift-bn", action="store_true", help="re-estimate BatchNorm statistics first (MiSLAS)")
     parser.add_argument("--model", help="architecture of a checkpoint file (nolb or torchvision name)")
     parser.add_argument("--weights", help="the checkpoint file (instead of RUN_DIR_OR_CHECKPOINT)")
@@ -73,6 +75,7 @@ def _run(args: argparse.Namespace) -> int:
     defaults = recipe_defaults(loaded.data.preset)
     settings = HeadSettings(
         method=args.method, prior_strength=args.prior_strength, epochs=args.epochs, init=args.init, seed=args.seed,
+        matmul_dtype=args.matmul_dtype,
         lr=args.lr if args.lr is not None else defaults["lr"], batch_size=args.batch_size if args.batch_size is not None else defaults["batch_size"],
         weight_decay=args.weight_decay if args.weight_decay is not None else defaults["weight_decay"],
     )

@@ -44,6 +44,7 @@ class RetrainConfig:
     select_samplers: list[str] = field(default_factory=lambda: ["instance", "class_balanced"])
     select_acc_tolerance: float = 0.01  # keep val accuracy within this of the base's
     select_criterion: str = "soft_hm"  # soft_hm (HM of the soft per-class val recall) | hm (arg-max)
+    matmul_dtype: str = "float32"  # bfloat16: ~3x faster head training on AMX / AVX-512-BF16 CPUs
     baselines: list[str] = field(default_factory=list)  # e.g. ["crt", "lws", "tau_norm"]
     seed: int = 0
 
@@ -87,6 +88,8 @@ def check_stage_configs(retrain: RetrainConfig, ensemble: EnsembleConfig) -> Non
     check(all(lr > 0 for lr in retrain.select_lrs) and bool(retrain.select_lrs), "retrain.select_lrs",
           f"must be a non-empty list of positive values, got {retrain.select_lrs}")
     check(retrain.select_acc_tolerance >= 0, "retrain.select_acc_tolerance", "must be >= 0")
+    check(retrain.matmul_dtype in ("float32", "bfloat16"), "retrain.matmul_dtype",
+          f"must be float32 or bfloat16, got {retrain.matmul_dtype!r}")
     check(retrain.select_criterion in ("soft_hm", "hm"), "retrain.select_criterion",
           f"must be one of soft_hm, hm, got {retrain.select_criterion!r}")
     check(ensemble.space in ENSEMBLE_SPACES, "ensemble.space", f"must be one of {', '.join(ENSEMBLE_SPACES)}, got {ensemble.space!r}")

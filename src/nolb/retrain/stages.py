@@ -47,7 +47,7 @@ def settings_from_config(config: RetrainConfig) -> HeadSettings:
     return HeadSettings(
         method=config.method, prior_strength=config.prior_strength, lr=config.lr, epochs=config.epochs,
         batch_size=config.batch_size, weight_decay=config.weight_decay, momentum=config.momentum,
-        sampler=config.sampler, init=config.init, seed=config.seed,
+        sampler=config.sampler, init=config.init, seed=config.seed, matmul_dtype=config.matmul_dtype,
     )
 
 
