@@ -70,6 +70,28 @@ def _sync(device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _reference_loader(images, labels, mean, std, batch_size: int, workers: int, pin_memory: bool = False):
+    """The published-code data path: a torchvision DataLoader over per-image PIL transforms
+    (pad-4 random crop, flip, ToTensor, Normalize)."""
+    from PIL import Image
+    from torch.utils.data import DataLoader, Dataset
+    from torchvision import transforms
+
+    hwc = np.ascontiguousarray(images.transpose(0, 2, 3, 1))
+    transform = transforms.Compose([transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip(),
+                                    transforms.ToTensor(), transforms.Normalize(mean, std)])
+
+    class PilImages(Dataset):
+        def __len__(self) -> int:
+            return len(labels)
+
+        def __getitem__(self, i: int):
+            return transform(Image.fromarray(hwc[i])), int(labels[i])
+
+    return DataLoader(PilImages(), batch_size=batch_size, shuffle=True, drop_last=True,
+                      num_workers=workers, persistent_workers=workers > 0, pin_memory=pin_memory)
+
+
 def measure(variant: str, data: dict, *, steps: int, warmup: int, batch_size: int, device: str = "cpu",
             ref_workers: int = 0) -> dict:
     """Images/s of one variant (``kind:precision``) on ``data`` (uint8 NCHW images, labels, mean, std)."""
@@ -141,28 +163,11 @@ def measure(variant: str, data: dict, *, steps: int, warmup: int, batch_size: in
             _sync(dev)
 
     elif kind == "reference":
-        from PIL import Image
-        from torch.utils.data import DataLoader, Dataset
-        from torchvision import transforms
-
         if precision != "fp32" or channels_last:
             raise ValueError("the reference loop is fp32, NCHW only")
-        hwc = np.ascontiguousarray(images.transpose(0, 2, 3, 1))
-        transform = transforms.Compose([transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip(),
-                                        transforms.ToTensor(), transforms.Normalize(mean, std)])
-
-        class PilImages(Dataset):
-            def __len__(self) -> int:
-                return len(labels)
-
-            def __getitem__(self, i: int):
-                return transform(Image.fromarray(hwc[i])), int(labels[i])
-
         model, optimizer = _model(dev, channels_last=False)
         model.train()
-        loader = DataLoader(PilImages(), batch_size=batch_size, shuffle=True, drop_last=True,
-                            num_workers=ref_workers, persistent_workers=ref_workers > 0,
-                            pin_memory=dev.type == "cuda")
+        loader = _reference_loader(images, labels, mean, std, batch_size, ref_workers, pin_memory=dev.type == "cuda")
 
         def run(n: int) -> None:
             done = 0
@@ -186,23 +191,7 @@ def measure(variant: str, data: dict, *, steps: int, warmup: int, batch_size: in
                                   batch_size=batch_size, train=True, preset="cifar", mean=mean, std=std, device=dev,
                                   channels_last=channels_last, seed=0)
         else:
-            from PIL import Image
-            from torch.utils.data import DataLoader, Dataset
-            from torchvision import transforms
-
-            hwc = np.ascontiguousarray(images.transpose(0, 2, 3, 1))
-            transform = transforms.Compose([transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip(),
-                                            transforms.ToTensor(), transforms.Normalize(mean, std)])
-
-            class PilImages(Dataset):
-                def __len__(self) -> int:
-                    return len(labels)
-
-                def __getitem__(self, i: int):
-                    return transform(Image.fromarray(hwc[i])), int(labels[i])
-
-            loader = DataLoader(PilImages(), batch_size=batch_size, shuffle=True, drop_last=True,
-                                num_workers=ref_workers, persistent_workers=ref_workers > 0)
+            loader = _reference_loader(images, labels, mean, std, batch_size, ref_workers)
 
         def run(n: int) -> None:
             done = 0
