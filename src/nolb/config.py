@@ -27,6 +27,8 @@ from typing import Any, Iterable
 import yaml
 
 from nolb.errors import NolbError
+from nolb.limits import check_config_values
+from nolb.yaml_io import load_yaml_file, parse_yaml_value
 from nolb.retrain.config import EnsembleConfig, RetrainConfig
 
 PACKAGED_CONFIGS = Path(__file__).resolve().parent / "configs"
@@ -183,20 +185,16 @@ def resolve_recipe(path: str | os.PathLike, relative_to: Path | None = None) -> 
 def _read_with_bases(path: Path, seen: tuple) -> tuple[dict, dict]:
     if path in seen:
         raise NolbError(f"{path}: 'base:' chain loops back to this file")
-    text = path.read_text(encoding="utf-8")
-    try:
-        data = yaml.safe_load(text) or {}
-        node = yaml.compose(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark else ""
-        raise NolbError(f"{path}{where}: invalid YAML ({' '.join(str(getattr(exc, 'problem', exc)).split())})") from None
+    data, node = load_yaml_file(path)  # bounded, duplicate keys refused (nolb.yaml_io)
+    data = {} if data is None else data
     if not isinstance(data, dict):
         raise NolbError(f"{path}: a config must be a YAML mapping of sections")
     lines = {key: (str(path), line) for key, line in _key_lines(node)}
     base = data.pop("base", None)
     if base is None:
         return data, lines
+    if not isinstance(base, str):
+        raise NolbError(f"{path}:{lines.get(('base',), ('', 0))[1]}: 'base:' must name a recipe file, got {base!r}")
     base_data, base_lines = _read_with_bases(resolve_recipe(base, relative_to=path.parent), seen + (path,))
     return _deep_merge(base_data, data), {**base_lines, **lines}
 
@@ -224,7 +222,7 @@ def _parse_override(item: str) -> tuple[str, Any]:
     if not sep or not key.strip():
         raise NolbError(f"override {item!r} is not of the form section.key=value")
     try:
-        value = yaml.safe_load(text) if text.strip() else ""
+        value = parse_yaml_value(text) if text.strip() else ""  # bounded (nolb.yaml_io)
     except yaml.YAMLError:
         value = text
     return key.strip(), value
@@ -342,6 +340,7 @@ def _type_name(hint: Any) -> str:
 def validate(config: Config, *, lines: dict | None = None) -> None:
     """Reject values that cannot be right, naming the key (and file/line when known)."""
     lines = lines or {}
+    check_config_values(config.to_dict(), lambda path: _where(lines, path))  # finite, bounded (nolb.limits)
 
     def check(ok: bool, key: str, problem: str) -> None:
         if not ok:

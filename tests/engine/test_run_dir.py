@@ -22,7 +22,9 @@ def test_existing_directory_needs_resume_or_overwrite(tmp_path):
         RunDir(tmp_path / "run")
     with pytest.raises(NolbError, match="nothing to resume"):
         RunDir(tmp_path / "run", resume=True)
-    RunDir(tmp_path / "run", overwrite=True)
+    replacement = RunDir(tmp_path / "run", overwrite=True)
+    assert (tmp_path / "run" / "run.json").exists()  # the old run stays until the new one writes
+    replacement.write_log([])
     assert not (tmp_path / "run" / "run.json").exists()
     (tmp_path / "precious").mkdir()
     (tmp_path / "precious" / "thesis.tex").write_text("x")

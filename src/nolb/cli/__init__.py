@@ -9,6 +9,7 @@ parsed ``argparse.Namespace`` and returning an exit code).  Bad input raises
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
 
@@ -39,16 +40,47 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from nolb.engine.run_dir import command_locks
+
     try:
-        return int(args.func(args) or 0)
+        with command_locks():  # a run directory stays locked until the command ends
+            return int(args.func(args) or 0)
     except NolbError as exc:
         print(f"nolb: error: {one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("nolb: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # the environment, not the input: read-only, disk full, permissions
+        print(f"nolb: error: {environment_fault(exc)}", file=sys.stderr)
+        return 1
+    except MemoryError:
+        print("nolb: error: out of memory (try a smaller batch size or fewer classes)", file=sys.stderr)
+        return 1
     finally:
         _leave_process_group()
+
+
+_ERRNO_WORDS = {
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "the file system is read-only",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.ENOTDIR: "a path component is a file, not a folder",
+    errno.EISDIR: "is a folder, not a file",
+    errno.ENOENT: "no such file or folder",
+    errno.EEXIST: "already exists",
+    errno.ENAMETOOLONG: "file name too long",
+    errno.ELOOP: "too many symbolic links",
+}
+
+
+def environment_fault(exc: OSError) -> str:
+    """One plain line for a file-system or OS fault (no traceback)."""
+    words = _ERRNO_WORDS.get(exc.errno or -1) or one_line(exc.strerror or str(exc) or type(exc).__name__)
+    where = f"{exc.filename}: " if exc.filename else ""
+    return f"{where}{words}"
 
 
 def _leave_process_group() -> None:

@@ -22,7 +22,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides")
     parser.add_argument("--out", metavar="RUN_DIR", help="run directory (default runs/<data>-<model>-<loss>-seed<seed>)")
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing run directory (only one nolb made: it holds .nolb-run)")
+    parser.add_argument("--allow-changed", action="append", default=[], metavar="KEY",
+                        help="with --resume: accept a changed config key (fnmatch pattern, e.g. 'optim.*'); "
+                             "by default a resume that changes results is refused")
     parser.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
     parser.set_defaults(func=_run)
 
@@ -30,6 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace) -> int:
     from nolb.config import apply_overrides, load_config
     from nolb.engine import config_of_run, train
+    from nolb.engine.run_dir import check_resume_config
 
     overrides = list(args.overrides)
     if args.config and "=" in args.config:  # `nolb train --resume RUN key=value`: no CONFIG given
@@ -41,10 +46,13 @@ def _run(args: argparse.Namespace) -> int:
         if args.out and args.out != args.resume:
             raise NolbError("--out and --resume name different run directories")
         config = apply_overrides(config_of_run(args.resume), overrides)  # e.g. train.epochs=300 extends a run
+        check_resume_config(args.resume, config, allow=args.allow_changed)
         run_dir = args.resume
     else:
         if not args.config:
             raise NolbError("nolb train needs a CONFIG (a YAML recipe or a packaged recipe name), or --resume RUN_DIR")
+        if args.allow_changed:
+            raise NolbError("--allow-changed only applies with --resume")
         config = load_config(args.config, overrides)
         run_dir = args.out
     result = train(config, run_dir=run_dir, resume=bool(args.resume), overwrite=args.overwrite, quiet=args.quiet,

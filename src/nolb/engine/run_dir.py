@@ -20,23 +20,32 @@ missing weights.  Only the main process writes; the others get a read-only handl
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import fnmatch
 import hashlib
 import json
 import os
 import shutil
 import time
+import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
-import yaml
 
 from nolb.errors import NolbError
 from nolb.io import load_safetensors, read_json, save_safetensors, write_json, write_text
 
 CHECKPOINT_KINDS = ("last", "best")
 _PENDING = ".pending"  # suffix of checkpoint tensors not yet committed by their JSON
-_RUN_MARKERS = ("config.yaml", "run.json")
+MARKER = ".nolb-run"  # written first into every run directory nolb creates; also its lock file
+# Config keys a resume may change without changing what the run computes.
+RESUME_FREE_KEYS = ("train.epochs", "train.progress", "train.tensorboard", "train.plot", "train.device",
+                    "train.eval_batch_size", "data.num_workers")
+
+_LOCKS: dict[str, int] = {}  # resolved run directory -> fd of its locked marker
+_KEEP_LOCKS = [False]  # True while a CLI command runs: locks are released when it ends
 
 
 def _sha256(path: Path) -> str:
@@ -47,42 +56,195 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def is_owned(path: str | os.PathLike) -> bool:
+    """True when ``path`` is a folder nolb created (it holds the regular file :data:`MARKER`)."""
+    marker = Path(path) / MARKER
+    return Path(path).is_dir() and marker.is_file() and not marker.is_symlink()
+
+
+def lock_run_dir(path: str | os.PathLike) -> None:
+    """Take the exclusive lock of the run directory ``path`` for this process (re-entrant).
+
+    The lock is an ``flock`` on its marker file: the OS drops it when the process ends, so
+    a killed run never leaves a stale lock.  A run directory made by an older nolb (no
+    marker, but ``config.yaml``) is adopted: the marker is added.
+
+    Raises:
+        NolbError: another process holds the lock.
+    """
+    folder = Path(path).resolve()
+    if str(folder) in _LOCKS:
+        return
+    fd = os.open(folder / MARKER, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise NolbError(f"{path}: in use by another nolb process (its lock {MARKER} is held); "
+                        "wait for it to finish or choose another run directory") from None
+    if os.fstat(fd).st_size == 0:
+        os.write(fd, f"nolb run directory {uuid.uuid4().hex}\n".encode())
+        os.fsync(fd)
+    _LOCKS[str(folder)] = fd
+
+
+def release_run_dir(path: str | os.PathLike) -> None:
+    """Drop this process's lock on ``path`` (kept until the command ends inside :func:`command_locks`)."""
+    if _KEEP_LOCKS[0]:
+        return
+    fd = _LOCKS.pop(str(Path(path).resolve()), None)
+    if fd is not None:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def command_locks():
+    """Hold every run directory lock taken inside this block until the block ends (one CLI command)."""
+    _KEEP_LOCKS[0] = True
+    try:
+        yield
+    finally:
+        _KEEP_LOCKS[0] = False
+        while _LOCKS:
+            os.close(_LOCKS.popitem()[1])
+
+
+def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(node, dict):
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            out.update(_flatten(value, f"{prefix}{key}."))
+        return out or {prefix[:-1]: {}}
+    return {prefix[:-1]: node}
+
+
+def config_differences(old: dict, new: dict, allow: Sequence[str] = ()) -> list[str]:
+    """Dotted keys whose values differ between two config dicts, apart from :data:`RESUME_FREE_KEYS`
+    and keys matching an ``allow`` pattern (``fnmatch``: ``retrain.*``)."""
+    a, b = _flatten(old), _flatten(new)
+    free = (*RESUME_FREE_KEYS, *allow)
+    return [key for key in sorted(set(a) | set(b))
+            if a.get(key) != b.get(key) and not any(fnmatch.fnmatchcase(key, pattern) for pattern in free)]
+
+
+def check_resume_config(run_dir: str | os.PathLike, config: Any, allow: Sequence[str] = ()) -> None:
+    """Refuse a resume of ``run_dir`` whose ``config`` changes anything that changes results.
+
+    Raises:
+        NolbError: listing the keys that differ (old -> new) and how to proceed.
+    """
+    run = RunDir(run_dir, resume=True, writer=False)
+    old, new = run.read_config_dict(), config.to_dict()
+    keys = config_differences(old, new, allow)
+    if keys:
+        a, b = _flatten(old), _flatten(new)
+        shown = ", ".join(f"{k} ({a.get(k)!r} -> {b.get(k)!r})" for k in keys[:6]) + (" ..." if len(keys) > 6 else "")
+        raise NolbError(f"{run_dir}: a resume continues the same run, but this one changes {shown}; "
+                        f"start a new run (--out), or pass --allow-changed KEY (e.g. 'retrain.*') to start those settings anew")
+
+
+def _half_made(path: Path) -> bool:
+    """A folder nolb created but was killed in before writing ``config.yaml`` (marker and temp files only)."""
+    return is_owned(path) and all(p.name == MARKER or p.name.endswith(".tmp") for p in path.iterdir())
+
+
 class RunDir:
-    """A run directory, created (or reopened for resume) on construction.
+    """A run directory, claimed (or reopened for resume) on construction.
+
+    A new run directory gets :data:`MARKER` first; the writer holds an OS lock on it for as
+    long as the run lasts, so a second writer is refused at once.  Only a folder holding the
+    marker is ever emptied (``overwrite``), and only once the new run starts writing.
 
     Args:
         path: The folder.
         resume: Reopen an existing run (it must hold ``checkpoints/last.json``).
-        overwrite: Delete an existing run directory's contents first (only a folder that
-            looks like a nolb run is deleted).
-        writer: False on non-main DDP ranks: nothing is created or written.
+        overwrite: Replace an existing run directory's contents (only one nolb made).
+        writer: False on non-main DDP ranks: nothing is created, locked or written.
 
     Raises:
-        NolbError: the folder exists and neither ``resume`` nor ``overwrite`` is set, or
-            ``resume`` names a folder without a checkpoint.
+        NolbError: the folder exists and neither ``resume`` nor ``overwrite`` is set,
+            ``resume`` names a folder without a checkpoint, the folder is not nolb's, or
+            another process holds its lock.
     """
 
     def __init__(self, path: str | os.PathLike, *, resume: bool = False, overwrite: bool = False, writer: bool = True) -> None:
         self.path = Path(path)
         self.writer = writer
+        self.created = False  # this object made the folder (removed again by discard())
+        self._clear_on_start = False
+        self._empty_claimed = False  # an empty folder the user made: only the marker was added
         if resume and overwrite:
             raise NolbError("--resume and --overwrite exclude each other")
         if resume:
-            if not (self.path / "checkpoints" / "last.json").is_file() and not (self.path / "config.yaml").is_file():
-                raise NolbError(f"{self.path}: nothing to resume (no checkpoints/last.json)")
-            if writer:  # temporary files of writes that a kill interrupted
-                for stale in [*self.path.glob(".*.tmp"), *self.checkpoint_dir.glob(".*.tmp")]:
-                    stale.unlink(missing_ok=True)
+            if not (self.path / "config.yaml").is_file():
+                if self.path.is_dir() and _half_made(self.path):
+                    raise NolbError(f"{self.path}: the run was stopped before it wrote its config, so there is "
+                                    "nothing to resume; run the same command without --resume (the folder is reused)")
+                raise NolbError(f"{self.path}: nothing to resume (no config.yaml or checkpoints/last.json)")
+            if writer:
+                lock_run_dir(self.path)
+                for stale in self.path.rglob(".*.tmp"):  # temp files of writes that a kill interrupted
+                    if stale.is_file():
+                        stale.unlink(missing_ok=True)
             return
-        exists = self.path.exists() and (not self.path.is_dir() or any(self.path.iterdir()))
-        if exists and writer:
-            if not overwrite:
-                raise NolbError(f"{self.path}: run directory exists; pass --resume to continue it or --overwrite to replace it")
-            if not self.path.is_dir() or not any((self.path / m).exists() for m in _RUN_MARKERS):
-                raise NolbError(f"{self.path}: refusing to overwrite: it is not a nolb run directory")
-            shutil.rmtree(self.path)
-        # The folder is created by the first write (nolb.io makes parents), so a run refused
-        # while it starts up leaves no half-made run directory behind.
+        if not writer:
+            return
+        if (self.path.exists() or self.path.is_symlink()) and not self.path.is_dir():
+            raise NolbError(f"{self.path}: exists and is not a folder; choose another run directory")
+        if not self.path.exists():
+            try:
+                self.path.mkdir(parents=True)
+                self.created = True
+            except FileExistsError:  # another process made it this instant
+                pass
+        if self.created or not any(self.path.iterdir()):
+            self._empty_claimed = not self.created
+            lock_run_dir(self.path)
+            return
+        if _half_made(self.path):  # a kill during the first write: reuse the folder
+            lock_run_dir(self.path)
+            self._clear_on_start = True
+            return
+        if not is_owned(self.path):
+            raise NolbError(f"{self.path}: refusing to {'overwrite' if overwrite else 'use'} it: it is not a nolb run "
+                            f"directory (no {MARKER} marker), so nolb will not delete or mix files in it; "
+                            "choose another run directory")
+        lock_run_dir(self.path)
+        if not overwrite:
+            self.release()
+            raise NolbError(f"{self.path}: run directory exists; pass --resume to continue it or --overwrite to replace it")
+        self._clear_on_start = True  # emptied when the new run writes its config, not before
+
+    def release(self) -> None:
+        """Drop the lock (kept until the end of a CLI command, see :func:`command_locks`)."""
+        if self.writer:
+            release_run_dir(self.path)
+
+    def discard(self) -> None:
+        """A start refused before anything was written: remove the folder if this object made it."""
+        if not self.writer or (self.path / "config.yaml").exists():
+            return
+        if self.created or self._empty_claimed:
+            fd = _LOCKS.pop(str(self.path.resolve()), None)
+            if fd is not None:
+                os.close(fd)
+            if self.created:
+                shutil.rmtree(self.path, ignore_errors=True)
+            elif [p.name for p in self.path.iterdir()] == [MARKER]:
+                (self.path / MARKER).unlink()
+
+    def _start(self) -> None:
+        """Empty an overwritten (or half-made) run directory, keeping the locked marker."""
+        if not self._clear_on_start:
+            return
+        for entry in self.path.iterdir():
+            if entry.name == MARKER:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+        self._clear_on_start = False
 
     @property
     def has_checkpoint(self) -> bool:
@@ -94,12 +256,14 @@ class RunDir:
         return self.path / "checkpoints"
 
     def write_config(self, config: Any) -> None:
-        """Write ``config.yaml`` (the resolved config)."""
+        """Write ``config.yaml`` (the resolved config): the start of a new run's outputs."""
         if self.writer:
+            self._start()
             write_text(self.path / "config.yaml", config.to_yaml())
 
     def write_run_info(self, info: dict) -> None:
         if self.writer:
+            self._start()
             write_json(self.path / "run.json", info)
 
     def record_resume(self, config: Any, *, from_epoch: int, command: list[str]) -> None:
@@ -118,7 +282,19 @@ class RunDir:
         log = self.path / "log.jsonl"
         if not log.is_file():
             return []
-        return [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines() if line.strip()]
+        records = []
+        for number, line in enumerate(log.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                record = None
+            if not isinstance(record, dict):
+                raise NolbError(f"{log}:{number}: not a JSON record (the log was edited or damaged); "
+                                "restore it or delete that line")
+            records.append(record)
+        return records
 
     def append_log(self, record: dict) -> None:
         """Add one record to ``log.jsonl`` (the file is rewritten atomically)."""
@@ -127,11 +303,13 @@ class RunDir:
 
     def write_log(self, records: list[dict]) -> None:
         if self.writer:
+            self._start()
             lines = (json.dumps(r, separators=(",", ":"), allow_nan=False, default=float) + "\n" for r in records)
             write_text(self.path / "log.jsonl", "".join(lines))
 
     def write_metrics(self, metrics: dict) -> None:
         if self.writer:
+            self._start()
             write_json(self.path / "metrics.json", metrics)
 
     def write_per_class(self, report: Any) -> None:
@@ -161,6 +339,7 @@ class RunDir:
             raise ValueError(f"checkpoint kind must be one of {CHECKPOINT_KINDS}")
         if not self.writer:
             return
+        self._start()
         files = {"weights": f"{kind}.safetensors"}
         # Tensors go to *.pending files first; the JSON naming them (with their SHA-256) is the
         # commit point; then they replace the final names.  A kill before the JSON keeps the
@@ -204,4 +383,9 @@ class RunDir:
         return path.read_text(encoding="utf-8")
 
     def read_config_dict(self) -> dict:
-        return yaml.safe_load(self.read_config_text()) or {}
+        from nolb.yaml_io import load_yaml_text
+
+        data = load_yaml_text(self.read_config_text(), str(self.path / "config.yaml"))[0] or {}
+        if not isinstance(data, dict):
+            raise NolbError(f"{self.path / 'config.yaml'}: not a config mapping")
+        return data

@@ -111,6 +111,19 @@ def _train(config: Config, *, run_dir: str | Path | None, resume: bool, overwrit
     dist_info = init_distributed(device)
     seed_everything(t.seed)
     run = RunDir(run_dir or default_run_dir(config), resume=resume, overwrite=overwrite, writer=dist_info.is_main)
+    try:  # the run directory is locked until the run ends; a refused start removes what it made
+        return _train_in(run, config, dist_info, device, resume=resume, data=data,
+                         stop_after_epoch=stop_after_epoch, quiet=quiet, command=command)
+    except BaseException:
+        run.discard()
+        raise
+    finally:
+        run.release()
+
+
+def _train_in(run: RunDir, config: Config, dist_info: DistInfo, device: torch.device, *, resume: bool, data: Any,
+              stop_after_epoch: int | None, quiet: bool, command: list[str] | None) -> RunResult:
+    t = config.train
     resume = resume and run.has_checkpoint  # killed before its first checkpoint: start it over
     barrier()
     data = data if data is not None else build.build_data_from_config(config)
@@ -223,7 +236,12 @@ def _save_last(run: RunDir, model: nn.Module, optimizer: torch.optim.Optimizer, 
 
 def _restore(run: RunDir, model: nn.Module, optimizer: torch.optim.Optimizer, scaler: Any) -> tuple[int, dict, list]:
     state, weights, optim_tensors = run.load_checkpoint("last")
-    model.load_state_dict(weights)
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as exc:  # a checkpoint of another architecture (size or key mismatch)
+        detail = " ".join(str(exc).split())[:200]
+        raise NolbError(f"{run.checkpoint_dir / 'last.safetensors'}: does not fit the model of "
+                        f"{run.path / 'config.yaml'} ({detail})") from None
     optimizer.load_state_dict(merge_optimizer_state(state["optimizer"], optim_tensors))
     if state.get("scaler"):
         scaler.load_state_dict(state["scaler"])
