@@ -3,7 +3,10 @@
 Every file nolb produces (checkpoints, feature caches, reports, plots) goes through
 :func:`atomic_write`: the data is written to a temporary file in the same folder, flushed
 and fsync'ed, then renamed over the destination.  A kill at any moment leaves either the
-old file or the new one, never a truncated one.
+old file or the new one, never a truncated one.  Only regular files are ever replaced (a
+folder, device node or FIFO at the destination is refused); :func:`check_output_target`
+checks a user-named output before any work and :func:`publish_together` makes several
+outputs appear all together or not at all.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import IO, Any, Iterator
@@ -40,6 +44,78 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def _refuse_non_regular(path: Path) -> None:
+    """NolbError when ``path`` exists as anything but a regular file or a symlink (a folder,
+    a device node, a FIFO, a socket): renaming over it would destroy it."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    except NotADirectoryError:
+        raise NolbError(f"{path}: a parent of this path is a file, not a folder") from None
+    if stat.S_ISDIR(mode):
+        raise NolbError(f"{path}: is a folder; nolb writes only regular files")
+    if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
+        raise NolbError(f"{path}: is not a regular file (a device, FIFO or socket); nolb will not replace it")
+
+
+def check_output_target(path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Check, before any work, that a user-named output ``path`` may be written.
+
+    Accepted: a new path in a folder that exists (or can be made) and is writable, or, with
+    ``overwrite``, an existing regular file.  Refused in one line: a folder, a symlink, a
+    device node or other special file, an existing file without ``overwrite``, a path whose
+    parent is a file, an unwritable folder.
+
+    Returns:
+        ``path`` as a Path.
+    """
+    path = Path(path)
+    _refuse_non_regular(path)
+    if path.is_symlink():
+        raise NolbError(f"{path}: is a symbolic link; give the real file (nolb replaces only regular files)")
+    if path.exists() and not overwrite:
+        raise NolbError(f"{path}: already exists (pass --overwrite to replace it)")
+    folder = path.parent
+    while not folder.exists() and not folder.is_symlink() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise NolbError(f"{path}: {folder} is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise NolbError(f"{path}: folder {folder} is not writable")
+    return path
+
+
+@contextlib.contextmanager
+def publish_together(paths: list[str | os.PathLike]) -> Iterator[list[Path]]:
+    """All-or-nothing outputs: yield one temporary path per destination (same folder); when the
+    block succeeds every temporary file is renamed over its destination, else all are removed.
+
+    Example::
+
+        with publish_together([json_path, png_path]) as (tmp_json, tmp_png):
+            write_json(tmp_json, ...); plot(..., tmp_png)
+    """
+    finals = [Path(p) for p in paths]
+    temps = []
+    try:
+        for final in finals:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+            os.close(fd)
+            temps.append(Path(tmp))
+        yield temps
+        for final in finals:
+            _refuse_non_regular(final)
+        for tmp, final in zip(temps, finals):
+            os.replace(tmp, final)
+            _fsync_dir(final.parent)
+    finally:
+        for tmp in temps:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
     """Open a temporary file beside ``path``; on success fsync it and rename it over ``path``.
@@ -49,6 +125,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_write supports modes 'w' and 'wb', not {mode!r}")
     path = Path(path)
+    _refuse_non_regular(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -57,6 +134,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
+        _refuse_non_regular(path)
         os.replace(tmp, path)
         _fsync_dir(path.parent)
     except BaseException:

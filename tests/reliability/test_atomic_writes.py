@@ -134,10 +134,12 @@ def test_failed_serialisation_keeps_old_file(tmp_path):
 
 
 def test_rename_failure_leaves_no_litter(tmp_path):
-    """If the final rename fails (destination is a folder), the temp file is removed."""
+    """A folder at the destination is refused (never replaced) and no temp file is left."""
+    from nolb.errors import NolbError
+
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "keep.txt").write_text("x")
-    with pytest.raises(OSError):
+    with pytest.raises(NolbError, match="is a folder"):
         write_text(tmp_path / "out", "hello")
     assert _litter(tmp_path) == [] and (tmp_path / "out" / "keep.txt").read_text() == "x"
 

@@ -115,7 +115,8 @@ CASES = [
     ("train-invalid-yaml", lambda w: (["train", w.text("cfg.yaml", "train:\n  epochs: [1\n"), "--quiet"], ["cfg.yaml"])),
     ("train-missing-config", lambda w: (["train", w.tmp / "nope.yaml", "--quiet"], ["nope.yaml"])),
     ("train-bad-override-syntax", lambda w: (_train("epochs"), ["epochs"])),
-    ("train-existing-run-dir", lambda w: (_train("--out", w.out), ["outputs", "--resume", "--overwrite"])),
+    # `outputs` holds the user's files and no .nolb-run marker: suggesting --overwrite would delete them
+    ("train-existing-run-dir", lambda w: (_train("--out", w.out), ["outputs", "not a nolb run directory"])),
     ("train-resume-without-checkpoint", lambda w: (["train", "--resume", w.out, "--quiet"], ["outputs", "checkpoint"])),
     ("train-resume-with-config", lambda w: (["train", "digits_lt", "--resume", w.out, "--quiet"], ["--resume"])),
     ("train-corrupt-image", lambda w: (_list_train(w, workers=0), ["c1/1.png", "corrupt"])),

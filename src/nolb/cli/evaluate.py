@@ -20,7 +20,8 @@ import numpy as np
 
 from nolb import __version__
 from nolb.errors import NolbError
-from nolb.io import write_json, write_text
+from nolb.io import check_output_target, publish_together, write_json, write_text
+from nolb.limits import check_at_most, limit
 from nolb.metrics import RecallReport, format_notes, format_table, plot_per_class_recall, recall_report
 
 
@@ -49,8 +50,7 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     outputs = [Path(p) for p in (args.json, args.csv, args.plot) if p]
     _check_outputs(outputs, args.overwrite)
-    if args.bootstrap < 0:
-        raise NolbError(f"--bootstrap must be >= 0, got {args.bootstrap}")
+    _check_bounds(args)
     shared_counts = _read_train_counts(Path(args.train_counts)) if args.train_counts else None
     reports: dict[str, RecallReport] = {}
     for path, label in zip(map(Path, args.files), _row_labels(args.files)):
@@ -59,15 +59,17 @@ def run(args: argparse.Namespace) -> int:
     print()
     for note in format_notes(reports):
         print(note)
-    if args.json:
-        write_json(args.json, {
-            "nolb_version": __version__,
-            "files": {label: {"path": str(path), **report.to_dict()} for (label, report), path in zip(reports.items(), args.files)},
-        })
-    if args.csv:
-        write_text(args.csv, _per_class_csv(reports))
-    if args.plot:
-        plot_per_class_recall(reports, args.plot, title="Per-class recall, head to tail")
+    with publish_together(outputs) as staged:  # every output appears, or none (nolb.io)
+        temp = dict(zip(outputs, staged))
+        if args.json:
+            write_json(temp[Path(args.json)], {
+                "nolb_version": __version__,
+                "files": {label: {"path": str(path), **report.to_dict()} for (label, report), path in zip(reports.items(), args.files)},
+            })
+        if args.csv:
+            write_text(temp[Path(args.csv)], _per_class_csv(reports))
+        if args.plot:
+            plot_per_class_recall(reports, temp[Path(args.plot)], title="Per-class recall, head to tail")
     for label, path in (("JSON", args.json), ("CSV", args.csv), ("plot", args.plot)):
         if path:
             print(f"wrote {label}: {path}")
@@ -86,6 +88,7 @@ def _evaluate_file(path: Path, shared_counts: np.ndarray | None, args: argparse.
     counts = shared_counts if shared_counts is not None else arrays.get("train_counts")
     names = arrays.get("class_names")
     num_classes = _num_classes(path, scores, counts, names, arrays["labels"], args.num_classes)
+    check_at_most(num_classes, "NOLB_MAX_CLASSES", f"{path}: the number of classes")
     if counts is not None and np.asarray(counts).shape != (num_classes,):
         source = args.train_counts if shared_counts is not None else f"{path} 'train_counts'"
         raise NolbError(f"{source}: {np.asarray(counts).size} training counts for {num_classes} classes in {path}")
@@ -99,7 +102,11 @@ def _evaluate_file(path: Path, shared_counts: np.ndarray | None, args: argparse.
         raise NolbError(f"{path}: {exc}") from None
 
 
+_NEEDED_ARRAYS = ("labels", "logits", "scores", "pred", "train_counts", "class_names")
+
+
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    """The arrays ``evaluate`` uses (others are never read), each size-checked before reading."""
     if not path.is_file():
         raise NolbError(f"{path}: no such file")
     try:
@@ -107,7 +114,17 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
         if not isinstance(data, np.lib.npyio.NpzFile):
             raise NolbError(f"{path}: not an .npz archive (a single .npy array)")
         with data:
-            return {key: data[key] for key in data.files}
+            bound = limit("NOLB_MAX_ARRAY_BYTES")
+            arrays = {}
+            for key in data.files:
+                if key not in _NEEDED_ARRAYS:
+                    continue
+                size = data.zip.getinfo(f"{key}.npy").file_size
+                if size > bound:
+                    raise NolbError(f"{path}: array {key!r} is {size} bytes, above the limit of {bound} "
+                                    "(set NOLB_MAX_ARRAY_BYTES to raise it)")
+                arrays[key] = data[key]
+            return arrays
     except NolbError:
         raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
@@ -160,13 +177,32 @@ def _check_outputs(outputs: list[Path], overwrite: bool) -> None:
     if len({p.resolve() for p in outputs}) != len(outputs):
         raise NolbError("--json, --csv and --plot must be different files")
     for path in outputs:
-        if path.exists() and not overwrite:
-            raise NolbError(f"{path}: already exists (pass --overwrite to replace it)")
+        check_output_target(path, overwrite)  # regular files or new paths only, writable folder
+
+
+def _check_bounds(args: argparse.Namespace) -> None:
+    """Numeric options in range before any file is read (limits in nolb.limits)."""
+    if args.bootstrap < 0:
+        raise NolbError(f"--bootstrap must be >= 0, got {args.bootstrap}")
+    check_at_most(args.bootstrap, "NOLB_MAX_BOOTSTRAP", "--bootstrap")
+    if args.num_classes is not None:
+        if args.num_classes < 1:
+            raise NolbError(f"--num-classes must be >= 1, got {args.num_classes}")
+        check_at_most(args.num_classes, "NOLB_MAX_CLASSES", "--num-classes")
+    if not 0 <= args.seed < 2**63:
+        raise NolbError(f"--seed must be in [0, 2**63), got {args.seed}")
+    for name in ("zero_recall", "many_threshold", "few_threshold"):
+        if not np.isfinite(getattr(args, name)):
+            raise NolbError(f"--{name.replace('_', '-')} must be a finite number, got {getattr(args, name)}")
 
 
 def _row_labels(files: list[str]) -> list[str]:
+    """One distinct row label per file: its stem, else its path, else the path numbered."""
     stems = [Path(f).stem for f in files]
-    return [stem if stems.count(stem) == 1 else str(Path(f).with_suffix("")) for stem, f in zip(stems, files)]
+    labels = [stem if stems.count(stem) == 1 else str(Path(f).with_suffix("")) for stem, f in zip(stems, files)]
+    labels = [label if labels.count(label) == 1 else str(f) for label, f in zip(labels, files)]
+    return [label if labels.count(label) == 1 else f"{label} #{labels[:i].count(label) + 1}"
+            for i, label in enumerate(labels)]
 
 
 def _per_class_csv(reports: dict[str, RecallReport]) -> str:

@@ -206,9 +206,11 @@ class RunDir:
             self._clear_on_start = True
             return
         if not is_owned(self.path):
-            raise NolbError(f"{self.path}: refusing to {'overwrite' if overwrite else 'use'} it: it is not a nolb run "
-                            f"directory (no {MARKER} marker), so nolb will not delete or mix files in it; "
-                            "choose another run directory")
+            older = (" (if an older nolb made it, pass --resume to continue it)"
+                     if (self.path / "config.yaml").is_file() else "")
+            raise NolbError(f"{self.path}: exists and is not a nolb run directory (no {MARKER} marker); nolb never "
+                            f"{'deletes' if overwrite else 'mixes files into'} a folder it did not make: choose "
+                            f"another run directory{older}")
         lock_run_dir(self.path)
         if not overwrite:
             self.release()

@@ -7,6 +7,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from nolb.errors import NolbError
+from nolb.limits import MAX_TRAIN_COUNT
 from nolb.metrics.recall import to_numpy
 
 
@@ -39,6 +40,8 @@ def check_train_counts(train_counts: Any, num_classes: int) -> np.ndarray | None
         raise NolbError(f"train_counts: expected {num_classes} values (one per class), got shape {counts.shape}")
     if counts.dtype.kind not in "iuf" or not np.isfinite(counts).all() or (counts < 0).any() or (counts != np.round(counts)).any():
         raise NolbError("train_counts: expected non-negative whole numbers")
+    if (counts > MAX_TRAIN_COUNT).any():  # 1e30 would wrap to a negative int64 and land in "Few"
+        raise NolbError(f"train_counts: {counts.max():g} is not a training count (limit {MAX_TRAIN_COUNT})")
     return counts.astype(np.int64)
 
 
