@@ -25,6 +25,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="continue an interrupted `nolb run` in RUN_DIR (stage 1 from its last checkpoint)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs (cached features are kept)")
     parser.add_argument("--quiet", action="store_true", help="no per-epoch stage-1 lines")
+    # i14 (issue 14): a resume that changes results is refused unless the keys are allowed
+    parser.add_argument("--allow-changed", action="append", default=[], metavar="KEY",
+                        help="with --resume: accept a changed config key (fnmatch pattern, e.g. 'retrain.*')")
     parser.set_defaults(func=_run)
 
 
@@ -44,6 +47,9 @@ def _run(args: argparse.Namespace) -> int:
         if args.out and args.out != args.resume:
             raise NolbError("--out and --resume name different run directories")
         config = apply_overrides(config_of_run(args.resume), overrides)
+        from nolb.engine.run_dir import check_resume_config  # i14 (issue 14): same run or refused
+
+        check_resume_config(args.resume, config, allow=args.allow_changed)
         return run_and_print(config, run_dir=args.resume, resume=True, quiet=args.quiet)
     if args.config:
         config = load_config(args.config, overrides)

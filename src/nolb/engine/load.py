@@ -12,6 +12,7 @@ from nolb.engine import components as build
 from nolb.engine.run_dir import RunDir
 from nolb.engine.trainer import config_of_run
 from nolb.errors import NolbError
+from nolb.models.checkpoint import load_state_into
 
 
 def load_trained(run_dir: str | Path, which: str = "best", *, data: Any = None) -> tuple[nn.Module, Config, Any]:
@@ -35,5 +36,5 @@ def load_trained(run_dir: str | Path, which: str = "best", *, data: Any = None) 
     data = data if data is not None else build.build_data_from_config(config)
     model = build.build_model_from_config(config, data, initial_weights=False)
     _, weights, _ = run.load_checkpoint(which)
-    model.load_state_dict(weights)
+    load_state_into(model, weights, source=run.checkpoint_dir / f"{which}.safetensors")  # another architecture: one line
     return model.eval(), config, data

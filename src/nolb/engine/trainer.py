@@ -33,6 +33,7 @@ from nolb.engine.training_state import (
 )
 from nolb.errors import NolbError
 from nolb.models import unwrap_model
+from nolb.models.checkpoint import load_state_into
 
 SUMMARY_FIELDS = ("am", "gm", "hm", "lowest", "lowest_class", "num_zero", "accuracy", "many", "medium", "few")
 
@@ -236,12 +237,7 @@ def _save_last(run: RunDir, model: nn.Module, optimizer: torch.optim.Optimizer, 
 
 def _restore(run: RunDir, model: nn.Module, optimizer: torch.optim.Optimizer, scaler: Any) -> tuple[int, dict, list]:
     state, weights, optim_tensors = run.load_checkpoint("last")
-    try:
-        model.load_state_dict(weights)
-    except RuntimeError as exc:  # a checkpoint of another architecture (size or key mismatch)
-        detail = " ".join(str(exc).split())[:200]
-        raise NolbError(f"{run.checkpoint_dir / 'last.safetensors'}: does not fit the model of "
-                        f"{run.path / 'config.yaml'} ({detail})") from None
+    load_state_into(model, weights, source=run.checkpoint_dir / "last.safetensors")  # another architecture: one line
     optimizer.load_state_dict(merge_optimizer_state(state["optimizer"], optim_tensors))
     if state.get("scaler"):
         scaler.load_state_dict(state["scaler"])
