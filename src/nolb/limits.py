@@ -6,7 +6,7 @@ bootstrap resamples) or silently wrap (a training count of 1e30 in int64).  Each
 default that covers every real benchmark with room to spare and can be raised with an
 environment variable named in its error message (``NOLB_MAX_CLASSES=50000 nolb evaluate ...``).
 :func:`check_config_values` is the one check every config passes: each number finite and
-each integer within :data:`MAX_CONFIG_INT`, each device string well formed.
+each integer within :data:`MAX_CONFIG_INT` (floats :data:`MAX_CONFIG_FLOAT`), each device string well formed.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Any
 from nolb.errors import NolbError
 
 MAX_CONFIG_INT = 2**31 - 1  # epochs, batch sizes, seeds, widths: anything larger is a typo (or 1e30)
+MAX_CONFIG_FLOAT = 1e12  # learning rates, temperatures, ratios: no setting means anything beyond this
 MAX_TRAIN_COUNT = 2**53  # exact in float64 and int64: a larger training count is not a count
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d{1,3})?)$")
 
@@ -70,6 +71,8 @@ def check_config_values(raw: Any, where: Any = None) -> None:
             continue
         if isinstance(value, float) and not math.isfinite(value):
             raise NolbError(f"{prefix}config key {key!r} must be a finite number, got {value!r}")
+        if isinstance(value, float) and abs(value) > MAX_CONFIG_FLOAT:
+            raise NolbError(f"{prefix}config key {key!r} is out of range (|value| <= {MAX_CONFIG_FLOAT:g}), got {value!r}")
         if isinstance(value, int) and abs(value) > MAX_CONFIG_INT:
             raise NolbError(f"{prefix}config key {key!r} is out of range (|value| <= {MAX_CONFIG_INT}), got {value!r}")
         if path and path[-1] == "device" and isinstance(value, str) and not DEVICE_PATTERN.match(value):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import errno
 import importlib
+import os
 import sys
 
 from nolb import __version__
@@ -56,6 +57,12 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except MemoryError:
         print("nolb: error: out of memory (try a smaller batch size or fewer classes)", file=sys.stderr)
+        return 1
+    except Exception as exc:  # a bug, not the user's fault: still one line (NOLB_DEBUG=1 shows the traceback)
+        if os.environ.get("NOLB_DEBUG"):
+            raise
+        print(f"nolb: error: internal error {type(exc).__name__}: {one_line(str(exc))[:300]} "
+              "(please report it; NOLB_DEBUG=1 shows the traceback)", file=sys.stderr)
         return 1
     finally:
         _leave_process_group()

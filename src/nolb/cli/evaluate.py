@@ -127,7 +127,7 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
             return arrays
     except NolbError:
         raise
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, NotImplementedError) as exc:  # damaged zip member
         raise NolbError(f"{path}: not a readable .npz file ({' '.join(str(exc).split())[:160]})") from None
 
 
