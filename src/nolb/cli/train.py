@@ -1,4 +1,4 @@
-"""``nolb train CONFIG.yaml [key=value ...] [--out RUN_DIR] [--resume RUN_DIR] [--overwrite]``.
+"""``nolb train CONFIG.yaml [key=value ...] [--out RUN_DIR] [--resume RUN_DIR [--allow-changed KEY]] [--overwrite]``.
 
 Stage 1: train a base model.  Works the same under ``torchrun --nproc_per_node=N -m nolb
 train ...`` (the global batch and learning rate in the config are split across processes).
