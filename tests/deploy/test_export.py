@@ -81,6 +81,7 @@ def test_export_of_the_run_ensemble_matches_and_runs_without_nolb(digits_run, tm
     assert "--overwrite" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_cifar10_log_space_ensemble_exports_within_1e5(cifar10_root, tmp_path):
     """A ResNet-20 ensemble with unequal temperatures, log-space average, on real CIFAR-10 images."""
     from nolb.data import build_data, build_loader

@@ -55,24 +55,40 @@ def _method_section(d: ModelDescription, config: Any, final: Any, run: Path) -> 
              f"sampler {config.data.sampler}; checkpoint chosen on validation {getattr(t, 'select_metric', '?')}"]
     if final.stage in ("retrain", "ensemble"):
         key = final.head_key
-        record_path = run / "retrain" / "retrain.json"
-        settings = None
-        if record_path.is_file():
-            settings = (read_json(record_path).get("heads", {}).get(key or "", {}) or {}).get("settings")
-        if final.path is not None and final.path.parent.name != "heads" and final.stage == "retrain":
-            record_path = final.path.parent / "retrain.json"
-            settings = read_json(record_path).get("settings") if record_path.is_file() else None
         how = ("chosen on the validation split (prior strength, lr, sampler, epoch)" if key == "nolb"
-               else "the paper's fixed recipe" if key == "paper" else "as given on the command line")
-        lines.append(f"- stage 2: re-trained head {key or '?'} ({how}); settings: {settings or 'not recorded'}")
+               else "the paper's fixed recipe" if key == "paper" else "as given to `nolb retrain`")
+        lines.append(f"- stage 2: re-trained head {key or '?'} ({how}); settings: {_head_settings(run, key) or 'not recorded'}")
     if d.kind == "ensemble":
         h = d.heads
-        e = config.ensemble
-        how = (f"chosen on the validation split from {list(e.temperature_grid)}" if e.select_temperatures
-               else "fixed")
+        recorded = _recorded_temperature_note(final)
+        how = f"as recorded in the report: \"{recorded}\"" if recorded else "how they were chosen is not recorded"
         lines.append(f"- stage 3: ensemble of the original and the re-trained head, T1 {h['original']['temperature']}, "
-                     f"T2 {h['new']['temperature']} ({how}), {h.get('space', 'prob')}-space average")
+                     f"T2 {h['new']['temperature']}, {h.get('space', 'prob')}-space average ({how})")
     return lines + [""]
+
+
+def _head_settings(run: Path, key: str | None) -> dict | None:
+    """The recorded settings of stage-2 head ``key`` (``nolb run``'s record, else ``nolb retrain``'s)."""
+    if not key:
+        return None
+    record = run / "retrain" / "retrain.json"
+    if record.is_file():
+        settings = ((read_json(record).get("heads") or {}).get(key) or {}).get("settings")
+        if settings:
+            return settings
+    record = run / "retrain" / key / "retrain.json"
+    return read_json(record).get("settings") if record.is_file() else None
+
+
+def _recorded_temperature_note(final: Any) -> str | None:
+    """The report line saying how T1/T2 were set (fixed or chosen on validation), if any."""
+    for path, _ in final.report:
+        markdown = Path(path).with_name("report.md")
+        if markdown.is_file():
+            for line in markdown.read_text(encoding="utf-8").splitlines():
+                if "T1" in line and "T2" in line:
+                    return line.lstrip("- ").strip()
+    return None
 
 
 def _metrics_section(d: ModelDescription, report: dict | None, where: str) -> list[str]:
