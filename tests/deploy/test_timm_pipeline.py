@@ -50,3 +50,16 @@ def test_timm_model_through_retrain_ensemble_and_predict(tmp_path, digits_test_p
     assert correct == report["correct"]
     assert (fp32 != as_reported).float().mean() <= 0.01  # fp16 rounding flips near-ties only
     assert "T1" in (run / "model" / "MODEL_CARD.md").read_text()
+
+
+def test_retrain_a_timm_checkpoint_file(tmp_path, capsys):
+    """`nolb retrain FILE --model timm/<name>`: timm's own state dict, its classifier found and replaced."""
+    weights = tmp_path / "timm_resnet10t.pth"
+    torch.manual_seed(1)
+    torch.save(timm.create_model("resnet10t", pretrained=False, num_classes=10, in_chans=1).state_dict(), weights)
+    out = tmp_path / "retrained"
+    assert main(["retrain", str(weights), "--model", "timm/resnet10t", "--data", "digits_lt", "--epochs", "1",
+                 "--views", "1", "--out", str(out)]) == 0
+    record = json.loads((out / "retrain.json").read_text())
+    assert record["architecture"]["model"] == "timm/resnet10t" and (out / "head.safetensors").is_file()
+    assert "gml head" in capsys.readouterr().out
