@@ -108,3 +108,27 @@ def test_model_card_lists_data_method_metrics_worst_classes_commands(digits_run)
             line.split("|")[1].strip().isdigit()] == worst
     command = " ".join(json.loads((digits_run / "run.json").read_text())["command"])
     assert "chosen on the validation split" in card and f"\n{command}\n" in card
+
+
+def test_a_run_directory_is_repackaged_when_its_final_model_changed(digits_run, tmp_path):
+    import os
+
+    from nolb.deploy import load_model
+    from nolb.deploy.model_file import resolve_model_path
+
+    run = tmp_path / "run"
+    shutil.copytree(digits_run, run, ignore=shutil.ignore_patterns("features"))
+    packaged = run / "model" / "model.safetensors"
+    stamp = packaged.stat().st_mtime_ns
+    assert resolve_model_path(run) == packaged and packaged.stat().st_mtime_ns == stamp  # up to date: reused
+    shutil.rmtree(run / "ensemble")  # the final model is now the re-trained head
+    assert load_model(run)[1].stage == "retrain"
+    assert resolve_model_path(run) == packaged and packaged.stat().st_mtime_ns > stamp
+    stamp = packaged.stat().st_mtime_ns
+    resolve_model_path(run)
+    assert packaged.stat().st_mtime_ns == stamp  # current again: reused
+    head = run / "retrain" / "heads" / "nolb.safetensors"
+    future = packaged.stat().st_mtime + 60
+    os.utime(head, (future, future))  # the head was re-trained after packaging
+    resolve_model_path(run)
+    assert packaged.stat().st_mtime_ns > stamp

@@ -121,16 +121,36 @@ def resolve_model_path(path: str | Path) -> Path:
     path = Path(path)
     if path.is_dir():
         packaged = path / MODEL_DIR / MODEL_FILE
-        if packaged.is_file():
-            return packaged
         if (path / "config.yaml").is_file():
+            if packaged.is_file() and _is_current(path, packaged):
+                return packaged
             from nolb.deploy.package import package_run
 
             return package_run(path)
+        if packaged.is_file():
+            return packaged
         raise NolbError(f"{path}: neither a nolb model file nor a run directory (no config.yaml, no {MODEL_DIR}/{MODEL_FILE})")
     if not path.is_file():
         raise NolbError(f"{path}: no such model file or run directory")
     return path
+
+
+def _is_current(run: Path, packaged: Path) -> bool:
+    """True when ``packaged`` is the run's final model and newer than the files it was made from."""
+    from safetensors import safe_open
+
+    from nolb.deploy.final_model import final_model_of
+
+    final = final_model_of(run)
+    sources = [final.path] if final.path is not None else [run / "checkpoints" / "best.safetensors",
+                                                           run / "checkpoints" / "last.safetensors"]
+    newest = max((p.stat().st_mtime for p in sources if p.is_file()), default=0.0)
+    try:
+        with safe_open(str(packaged), "pt") as handle:
+            stage = json.loads((handle.metadata() or {}).get("description", "{}")).get("stage")
+    except Exception:  # unreadable: package again
+        return False
+    return stage == final.stage and packaged.stat().st_mtime >= newest
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[DeployedClassifier, ModelDescription]:
@@ -138,7 +158,8 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[De
 
     Args:
         path: a model file written by :func:`save_model_file` / ``nolb.deploy.package_run``,
-            or a run directory (its ``model/model.safetensors``, packaged first if missing).
+            or a run directory (its ``model/model.safetensors``, packaged again first when
+            missing, or older than the files of the run's final model, or of another stage).
         device: where the module goes.
 
     Returns:
