@@ -42,7 +42,8 @@ class FinalModel:
     report: list[tuple[Path, str]]
 
 
-def _head_files(run: Path) -> list[tuple[str, Path]]:
+def head_files(run: Path) -> list[tuple[str, Path]]:
+    """Stage-2 head files of a run, in order of preference: ``(key, path)``."""
     heads = [(key, run / "retrain" / "heads" / f"{key}.safetensors") for key in ("nolb", "paper")]
     heads += [(p.parent.name, p) for p in sorted((run / "retrain").glob("*/head.safetensors"))]
     return [(key, path) for key, path in heads if path.is_file()]
@@ -75,7 +76,7 @@ def final_model_of(run_dir: str | Path) -> FinalModel:
     ensemble = run / "ensemble" / "ensemble.safetensors"
     if ensemble.is_file():
         return FinalModel("ensemble", ensemble, None, _ensemble_report(run, ensemble))
-    heads = _head_files(run)
+    heads = head_files(run)
     if heads:
         key, path = heads[0]
         return FinalModel("retrain", path, key, _head_report(run, key, path))

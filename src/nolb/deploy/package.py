@@ -100,9 +100,9 @@ def _ensemble(final: FinalModel, model: nn.Module, architecture: dict) -> tuple:
 
 def _matching_head(run: Path, new_head: nn.Linear) -> str | None:
     """Which stage-2 head file holds the ensemble's new head (for the card), if any."""
-    from nolb.deploy.final_model import _head_files
+    from nolb.deploy.final_model import head_files
 
-    for key, path in _head_files(run):
+    for key, path in head_files(run):
         tensors, _ = load_safetensors(path)
         if tensors.get("weight") is not None and tensors["weight"].shape == new_head.weight.shape \
                 and torch.equal(tensors["weight"], new_head.weight.detach()):
