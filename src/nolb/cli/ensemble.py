@@ -87,6 +87,8 @@ def _run(args: argparse.Namespace) -> int:
     print(files.table)
     print(f"ensemble model: {out / 'ensemble.safetensors'} (description {description})")
     print(f"report: {files.markdown}  plot: {files.plot}")
+    from nolb.deploy import package_run  # i15: the final model as one self-describing file + model card
+    print(f"final model: {package_run(run_dir)} (+ MODEL_CARD.md)")
     return 0
 
 
