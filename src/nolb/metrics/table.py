@@ -114,6 +114,13 @@ def format_notes(rows: dict[str, RecallReport]) -> list[str]:
         )
         for note in sorted({n for c in calibrated for n in c.notes}):
             notes.append(note)
+        biased = [label for label, r in rows.items() if r.calibration is not None and any(
+            not low <= getattr(r.calibration, k) <= high for k, (low, high) in r.calibration.intervals.items())]
+        if biased:
+            notes.append(
+                f"{', '.join(biased)}: a calibration interval excludes its estimate: resampling duplicates images, "
+                "which biases binned ECE upward; read those intervals as a spread, not a location."
+            )
     for label, report in rows.items():
         outside = [k for k, (low, high) in report.intervals.items() if not low <= getattr(report, k) <= high]
         if outside:
