@@ -50,7 +50,7 @@ def plot_reliability(
     calibrations = {label: _calibration_of(label, row) for label, row in rows.items()}
     if not calibrations:
         raise NolbError("plot_reliability: no prediction set to plot")
-    figure = new_figure(6.4, 6.4)
+    figure = new_figure(6.4, 6.8 + 0.22 * len(calibrations))
     top, bottom = figure.subplots(2, 1, sharex=True, height_ratios=(3, 1.2))
     top.plot([0, 1], [0, 1], color="0.5", ls="--", lw=1, label="perfect calibration")
     num = len(calibrations)
@@ -66,7 +66,7 @@ def plot_reliability(
     top.set_ylim(0, 1)
     top.set_ylabel("accuracy in bin")
     top.grid(alpha=0.3)
-    top.legend(fontsize="small", loc="upper left")
+    figure.legend(loc="outside lower center", fontsize="small", ncols=1 if num > 2 else 2, frameon=False)
     bottom.set_yscale("log")
     bottom.set_ylabel("images per bin")
     bottom.set_xlabel("mean top-label confidence in bin")
