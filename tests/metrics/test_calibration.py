@@ -129,3 +129,5 @@ def test_bad_inputs_raise_one_line_errors():
         recall_report(labels, logits.argmax(1), num_classes=3, calibration="logits")
     with pytest.raises(NolbError, match="NaN"):
         calibration_report(labels, np.full((20, 3), np.nan))
+    with pytest.raises(NolbError, match="all -inf"):
+        calibration_report(labels, np.full((20, 3), -np.inf))

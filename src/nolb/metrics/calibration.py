@@ -61,6 +61,8 @@ def probabilities(scores: Any, kind: str = "logits") -> tuple[np.ndarray, np.nda
     if kind == "logits":
         if np.isnan(array).any() or np.isposinf(array).any():
             raise NolbError("calibration: logits contain NaN or +inf")
+        if array.shape[0] and np.isneginf(array).all(axis=1).any():
+            raise NolbError(f"calibration: row {int(np.flatnonzero(np.isneginf(array).all(axis=1))[0])} of logits is all -inf")
         shifted = array - array.max(axis=1, keepdims=True)
         log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
         return np.exp(log_probs), log_probs
