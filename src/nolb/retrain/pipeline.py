@@ -115,7 +115,7 @@ def run_pipeline(
     seconds["stage3"] = time.perf_counter() - mark
     rows = _test_reports(source, stage2, ensemble, r.method)
     if ensemble is not None and source.has("val"):  # issue 20 hook (i20): (T1, T2) map + calibration plots
-        _ensemble_analysis(source, ensemble, config.ensemble, run_path / "ensemble", log)
+        write_ensemble_plots(source, ensemble, config.ensemble, run_path / "ensemble", log)
     notes = _notes(stage2, config, choice, key)
     title = f"{run_config.data.name}: {run_config.model.name} + {run_config.loss.name} base"
     report = write_report(rows, run_path / "report", title=title, notes=notes)
@@ -161,7 +161,7 @@ def _notes(stage2: Stage2Result, config: Any, choice: Any, ensemble_key: str | N
 
 
 @torch.no_grad()
-def _ensemble_analysis(source: FeatureSource, ensemble: Any, config: Any, out_dir: Path, log: Callable) -> None:
+def write_ensemble_plots(source: FeatureSource, ensemble: Any, config: Any, out_dir: Path, log: Callable = print) -> None:
     """Issue 20 hook (owner i20): :func:`nolb.metrics.ensemble_analysis.write_ensemble_analysis` into ``ensemble/``."""
     from nolb.metrics.ensemble_analysis import write_ensemble_analysis
 
