@@ -89,6 +89,10 @@ def _run(args: argparse.Namespace) -> int:
     print(f"report: {files.markdown}  plot: {files.plot}")
     from nolb.deploy import package_run  # i15: the final model as one self-describing file + model card
     print(f"final model: {package_run(run_dir)} (+ MODEL_CARD.md)")
+    if source.has("val"):  # issue 20 hook (i20): (T1, T2) map + calibration plots into the ensemble folder
+        from nolb.retrain.pipeline import write_ensemble_plots
+
+        write_ensemble_plots(source, ensemble, ens_config, out)
     return 0
 
 
