@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "retrain_classifier": "nolb.retrain.api",
     "Ensemble": "nolb.retrain.ensemble",
+    "load_model": "nolb.deploy.model_file",
 }
 
 __all__ = ["__version__", *_LAZY]

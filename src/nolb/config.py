@@ -396,9 +396,9 @@ def _check_names(config: Config, lines: dict) -> None:
     """Names and pass-through options checked against the packages that define them."""
     from nolb.data import DATASET_NAMES, dataset_options
     from nolb.losses import LOSS_NAMES, loss_options
-    from nolb.models import MODEL_NAMES
+    from nolb.models.registry import model_names_for
 
-    for key, value, names in (("model.name", config.model.name, tuple(MODEL_NAMES)),
+    for key, value, names in (("model.name", config.model.name, model_names_for(config.model.name)),
                               ("loss.name", config.loss.name, tuple(LOSS_NAMES)),
                               ("data.name", config.data.name, tuple(DATASET_NAMES)),
                               ("data.sampler", config.data.sampler, _sampler_names())):

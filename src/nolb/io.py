@@ -101,7 +101,8 @@ def publish_together(paths: list[str | os.PathLike]) -> Iterator[list[Path]]:
     try:
         for final in finals:
             final.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+            # the final suffix is kept: figure writers choose the format from it
+            fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=f".tmp{final.suffix}", dir=final.parent)
             os.close(fd)
             temps.append(Path(tmp))
         yield temps

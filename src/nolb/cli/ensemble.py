@@ -87,6 +87,12 @@ def _run(args: argparse.Namespace) -> int:
     print(files.table)
     print(f"ensemble model: {out / 'ensemble.safetensors'} (description {description})")
     print(f"report: {files.markdown}  plot: {files.plot}")
+    from nolb.deploy import package_run  # i15: the final model as one self-describing file + model card
+    print(f"final model: {package_run(run_dir)} (+ MODEL_CARD.md)")
+    if source.has("val"):  # issue 20 hook (i20): (T1, T2) map + calibration plots into the ensemble folder
+        from nolb.retrain.pipeline import write_ensemble_plots
+
+        write_ensemble_plots(source, ensemble, ens_config, out)
     return 0
 
 

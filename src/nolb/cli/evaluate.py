@@ -1,9 +1,11 @@
 """`nolb evaluate`: worst-class metrics of one or more prediction files.
 
 A prediction file is an ``.npz`` holding ``labels`` (N,) and either ``logits``/scores
-``(N, C)`` or ``pred`` (N,), optionally ``train_counts`` (C,) and ``class_names`` (C,).
-Prints one Markdown row per file (percent) and optionally writes JSON, a per-class CSV
-and the head-to-tail recall plot.  Every file is read and checked before anything is
+``(N, C)``, ``probs`` (N, C) probabilities or ``pred`` (N,), optionally ``train_counts`` (C,)
+and ``class_names`` (C,).  Prints one Markdown row per file (percent) and optionally writes
+JSON, a per-class CSV and the head-to-tail recall plot.  Files with ``logits`` (softmax is
+applied) or ``probs`` also get ECE, class-wise ECE, NLL and Brier score, and a reliability
+diagram with --calibration-plot.  Every file is read and checked before anything is
 written, and existing outputs are kept unless ``--overwrite`` is given.
 """
 
@@ -23,6 +25,8 @@ from nolb.errors import NolbError
 from nolb.io import check_output_target, publish_together, write_json, write_text
 from nolb.limits import check_at_most, limit
 from nolb.metrics import RecallReport, format_notes, format_table, plot_per_class_recall, recall_report
+from nolb.metrics.analysis_plots import plot_reliability
+from nolb.metrics.figures import figure_format
 
 
 def register(subparsers: Any) -> None:
@@ -43,6 +47,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--many-threshold", type=float, default=100, metavar="N", help="Many: more than N training images (default 100)")
     parser.add_argument("--few-threshold", type=float, default=20, metavar="N", help="Few: fewer than N training images (default 20)")
     parser.add_argument("--exclude-empty", action="store_true", help="leave out classes with no test sample instead of failing")
+    parser.add_argument("--calibration-plot", metavar="OUT", help="reliability diagram of the files with logits or probs (.png/.svg/.pdf)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing --json/--csv/--plot outputs")
     parser.set_defaults(func=run)
 
@@ -50,17 +55,21 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     outputs = [Path(p) for p in (args.json, args.csv, args.plot) if p]
     _check_outputs(outputs, args.overwrite)
+    _check_calibration_plot(args, outputs)
     _check_bounds(args)
     shared_counts = _read_train_counts(Path(args.train_counts)) if args.train_counts else None
     reports: dict[str, RecallReport] = {}
     for path, label in zip(map(Path, args.files), _row_labels(args.files)):
         reports[label] = _evaluate_file(path, shared_counts, args)
+    if args.calibration_plot and all(r.calibration is None for r in reports.values()):
+        raise NolbError("--calibration-plot: no file has 'logits' or 'probs' (calibration needs scores)")
     print(format_table(reports, intervals=args.bootstrap > 0))
     print()
     for note in format_notes(reports):
         print(note)
-    with publish_together(outputs) as staged:  # every output appears, or none (nolb.io)
-        temp = dict(zip(outputs, staged))
+    published = outputs + ([Path(args.calibration_plot)] if args.calibration_plot else [])
+    with publish_together(published) as staged:  # every output appears, or none (nolb.io)
+        temp = dict(zip(published, staged))
         if args.json:
             write_json(temp[Path(args.json)], {
                 "nolb_version": __version__,
@@ -70,6 +79,11 @@ def run(args: argparse.Namespace) -> int:
             write_text(temp[Path(args.csv)], _per_class_csv(reports))
         if args.plot:
             plot_per_class_recall(reports, temp[Path(args.plot)], title="Per-class recall, head to tail")
+        if args.calibration_plot:
+            plot_reliability({label: r for label, r in reports.items() if r.calibration is not None},
+                             temp[Path(args.calibration_plot)])
+    if args.calibration_plot:
+        print(f"wrote calibration plot: {args.calibration_plot}")
     for label, path in (("JSON", args.json), ("CSV", args.csv), ("plot", args.plot)):
         if path:
             print(f"wrote {label}: {path}")
@@ -80,9 +94,9 @@ def _evaluate_file(path: Path, shared_counts: np.ndarray | None, args: argparse.
     arrays = _read_npz(path)
     if "labels" not in arrays:
         raise NolbError(f"{path}: no 'labels' array (found: {', '.join(sorted(arrays)) or 'none'})")
-    scores = next((arrays[k] for k in ("logits", "scores", "pred") if k in arrays), None)
+    scores = next((arrays[k] for k in ("logits", "probs", "scores", "pred") if k in arrays), None)
     if scores is None:
-        raise NolbError(f"{path}: needs 'logits' (N, C) or 'pred' (N,) besides 'labels'")
+        raise NolbError(f"{path}: needs 'logits' (N, C), 'probs' (N, C) or 'pred' (N,) besides 'labels'")
     if scores.ndim not in (1, 2):
         raise NolbError(f"{path}: scores must have shape (N, C) or predictions (N,), got shape {scores.shape}")
     counts = shared_counts if shared_counts is not None else arrays.get("train_counts")
@@ -97,12 +111,30 @@ def _evaluate_file(path: Path, shared_counts: np.ndarray | None, args: argparse.
             arrays["labels"], scores, num_classes=num_classes, train_counts=counts, class_names=names,
             zero_recall=args.zero_recall, many_threshold=args.many_threshold, few_threshold=args.few_threshold,
             bootstrap=args.bootstrap, seed=args.seed, exclude_empty=args.exclude_empty,
+            calibration=_calibration_kind(arrays, scores),
         )
     except NolbError as exc:
         raise NolbError(f"{path}: {exc}") from None
 
 
-_NEEDED_ARRAYS = ("labels", "logits", "scores", "pred", "train_counts", "class_names")
+_NEEDED_ARRAYS = ("labels", "logits", "probs", "scores", "pred", "train_counts", "class_names")
+
+
+def _calibration_kind(arrays: dict[str, np.ndarray], scores: np.ndarray) -> str | None:
+    """``"logits"`` or ``"probs"`` when the file says what its (N, C) scores are, else None."""
+    if scores.ndim != 2:
+        return None
+    return next((key for key in ("logits", "probs") if key in arrays and arrays[key] is scores), None)
+
+
+def _check_calibration_plot(args: argparse.Namespace, outputs: list[Path]) -> None:
+    if not args.calibration_plot:
+        return
+    path = Path(args.calibration_plot)
+    figure_format(path)
+    if path.resolve() in {p.resolve() for p in outputs}:
+        raise NolbError(f"{path}: --calibration-plot must differ from the other outputs")
+    check_output_target(path, args.overwrite)  # regular files or new paths only, writable folder
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:

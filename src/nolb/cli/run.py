@@ -76,5 +76,7 @@ def run_and_print(config, *, run_dir=None, from_run=None, resume=False, overwrit
     print(f"per-class plot:  {result.report.plot}")
     if result.ensemble_path is not None:
         print(f"ensemble model:  {result.ensemble_path} (+ .json)")
+    from nolb.deploy import package_run  # i15: the final model as one self-describing file + model card
+    print(f"final model:     {package_run(result.run_dir)} (+ MODEL_CARD.md)")
     print(f"time: {result.seconds['total']:.1f} s")
     return 0

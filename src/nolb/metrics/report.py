@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -21,9 +21,10 @@ import numpy as np
 from nolb.errors import NolbError
 from nolb.io import write_json, write_text
 from nolb.metrics.bootstrap import bootstrap_intervals
+from nolb.metrics.calibration import CALIBRATION_METRICS, SCORE_KINDS, CalibrationReport, calibration_report
 from nolb.metrics.groups import GROUP_NAMES, check_thresholds, group_masks, group_rule
 from nolb.metrics.checks import check_class_names, check_confusion, check_train_counts, check_zero_recall
-from nolb.metrics.recall import check_num_classes, confusion_matrix, geometric_mean, harmonic_mean
+from nolb.metrics.recall import check_num_classes, confusion_matrix, geometric_mean, harmonic_mean, to_numpy
 
 CSV_COLUMNS = ("class", "name", "group", "train_count", "test_count", "correct", "recall")
 
@@ -50,6 +51,9 @@ class RecallReport:
         intervals: ``{metric: (low, high)}`` 95% stratified-bootstrap intervals of
             accuracy, am, gm, hm and lowest ({} unless ``bootstrap > 0``).
         excluded_classes: classes left out because they have no test sample.
+        calibration: ECE, class-wise ECE, NLL and Brier score
+            (:class:`~nolb.metrics.calibration.CalibrationReport`), or None when only
+            labels were given or calibration was not asked for.
     """
 
     per_class: np.ndarray
@@ -75,6 +79,7 @@ class RecallReport:
     few_threshold: float = 20
     bootstrap: int = 0
     seed: int = 0
+    calibration: CalibrationReport | None = None
 
     @property
     def num_classes(self) -> int:
@@ -216,7 +221,20 @@ class RecallReport:
         ]
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-safe dictionary of every number in the report (NaN becomes None)."""
+        """A JSON-safe dictionary of every number in the report (NaN becomes None).
+
+        With calibration: ``ece``, ``classwise_ece``, ``nll``, ``brier`` at the top level,
+        their intervals in ``intervals`` and the details (groups, bins) under ``calibration``.
+        """
+        result = self._recall_dict()
+        if self.calibration is not None:
+            details = self.calibration.to_dict()
+            result.update({name: details[name] for name in CALIBRATION_METRICS})
+            result["intervals"].update(details["intervals"])
+            result["calibration"] = details
+        return result
+
+    def _recall_dict(self) -> dict[str, Any]:
         return {
             "num_classes": self.num_classes,
             "num_samples": self.num_samples,
@@ -279,6 +297,7 @@ def recall_report(
     bootstrap: int = 0,
     seed: int = 0,
     exclude_empty: bool = False,
+    calibration: str | None = None,
 ) -> RecallReport:
     """Per-class recall, AM/GM/HM, lowest recall, Many/Medium/Few and bootstrap intervals.
 
@@ -288,6 +307,9 @@ def recall_report(
         num_classes: the number of classes C.
         train_counts, class_names, zero_recall, many_threshold, few_threshold, bootstrap,
         seed, exclude_empty: see :meth:`RecallReport.from_confusion`.
+        calibration: ``"logits"`` or ``"probs"``: what the (N, C) ``y_pred`` holds; adds
+            ECE, class-wise ECE, NLL and Brier (:mod:`nolb.metrics.calibration`) with the
+            same groups, bootstrap and seed.  None (default): recall metrics only.
 
     Returns:
         The RecallReport.
@@ -302,7 +324,9 @@ def recall_report(
         ([0.5, 1.0], 0.75, 0.7071)
     """
     num_classes = check_num_classes(num_classes)
-    return RecallReport.from_confusion(
+    if calibration is not None and calibration not in SCORE_KINDS:
+        raise NolbError(f"calibration: expected one of {SCORE_KINDS} or None, got {calibration!r}")
+    report = RecallReport.from_confusion(
         confusion_matrix(y_true, y_pred, num_classes),
         train_counts=train_counts,
         class_names=class_names,
@@ -313,6 +337,15 @@ def recall_report(
         seed=seed,
         exclude_empty=exclude_empty,
     )
+    if calibration is None:
+        return report
+    if to_numpy(y_pred, "y_pred").ndim != 2:
+        raise NolbError("calibration: needs (N, C) scores, got predicted labels")
+    details = calibration_report(
+        y_true, y_pred, kind=calibration, train_counts=train_counts, many_threshold=many_threshold,
+        few_threshold=few_threshold, bootstrap=bootstrap, seed=seed,
+    )
+    return replace(report, calibration=details)
 
 
 def per_class_csv(rows: list[dict[str, Any]]) -> str:

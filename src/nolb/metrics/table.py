@@ -6,6 +6,8 @@ from nolb.metrics.groups import GROUP_NAMES
 from nolb.metrics.report import RecallReport
 
 _SCORES = (("Top-1", "accuracy"), ("AM", "am"), ("HM", "hm"), ("GM", "gm"), ("Lowest", "lowest"))
+# Calibration columns (shown when a row has calibration): header, key, as percent?
+_CALIBRATION = (("ECE", "ece", True), ("cw-ECE", "classwise_ece", True), ("NLL", "nll", False), ("Brier", "brier", False))
 
 
 def percent(value: float | None, digits: int = 2) -> str:
@@ -14,7 +16,9 @@ def percent(value: float | None, digits: int = 2) -> str:
 
 
 def format_table(rows: dict[str, RecallReport], intervals: bool = False) -> str:
-    """One Markdown row per report: Top-1, AM, HM, GM, Lowest (and its class), #zero, groups.
+    """One Markdown row per report: Top-1, AM, HM, GM, Lowest (and its class), #zero, groups,
+    and, when any report has calibration, ECE and class-wise ECE (percent), NLL and Brier
+    (three decimals; "n/a" for a row without).
 
     Args:
         rows: ``{row label: report}``, in display order.
@@ -33,6 +37,9 @@ def format_table(rows: dict[str, RecallReport], intervals: bool = False) -> str:
         for name in GROUP_NAMES:
             size = reports[0].group_sizes.get(name)
             header.append(f"{name.capitalize()} ({size})" if shared_sizes else name.capitalize())
+    has_calibration = any(r.calibration is not None for r in reports)
+    if has_calibration:
+        header += [label for label, _, _ in _CALIBRATION]
     lines = [_row(header), _row(["---"] + ["---:"] * (len(header) - 1))]
     for label, report in rows.items():
         cells = [label, str(report.num_samples)]
@@ -49,8 +56,25 @@ def format_table(rows: dict[str, RecallReport], intervals: bool = False) -> str:
                 if not shared_sizes:
                     cell += f" ({report.group_sizes.get(name, 0)})" if report.group_sizes else ""
                 cells.append(cell)
+        if has_calibration:
+            cells += _calibration_cells(report, intervals)
         lines.append(_row(cells))
     return "\n".join(lines)
+
+
+def _calibration_cells(report: RecallReport, intervals: bool) -> list[str]:
+    calibration = report.calibration
+    if calibration is None:
+        return ["n/a"] * len(_CALIBRATION)
+    cells = []
+    for _, key, as_percent in _CALIBRATION:
+        show = percent if as_percent else (lambda v: "n/a" if v is None else f"{v:.3f}")
+        cell = show(getattr(calibration, key))
+        if intervals and key in calibration.intervals:
+            low, high = calibration.intervals[key]
+            cell += f" [{show(low)}, {show(high)}]"
+        cells.append(cell)
+    return cells
 
 
 def format_notes(rows: dict[str, RecallReport]) -> list[str]:
@@ -78,6 +102,25 @@ def format_notes(rows: dict[str, RecallReport]) -> list[str]:
             f"[low, high]: 95% stratified bootstrap interval over test images "
             f"(B = {first.bootstrap}, seed {first.seed})."
         )
+    calibrated = [r.calibration for r in reports if r.calibration is not None]
+    if calibrated:
+        sources = sorted({c.source for c in calibrated})
+        notes.append(
+            f"ECE: top-label expected calibration error ({calibrated[0].num_bins} equal-width confidence bins), "
+            "cw-ECE: mean one-vs-rest ECE over classes (both in percent); NLL: mean negative log-likelihood "
+            "(nats); Brier: mean sum of squared errors over classes; from "
+            + " and ".join("softmax of the logits" if s == "logits" else "the given probabilities" for s in sources)
+            + "."
+        )
+        for note in sorted({n for c in calibrated for n in c.notes}):
+            notes.append(note)
+        biased = [label for label, r in rows.items() if r.calibration is not None and any(
+            not low <= getattr(r.calibration, k) <= high for k, (low, high) in r.calibration.intervals.items())]
+        if biased:
+            notes.append(
+                f"{', '.join(biased)}: a calibration interval excludes its estimate: resampling duplicates images, "
+                "which biases binned ECE upward; read those intervals as a spread, not a location."
+            )
     for label, report in rows.items():
         outside = [k for k, (low, high) in report.intervals.items() if not low <= getattr(report, k) <= high]
         if outside:

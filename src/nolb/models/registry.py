@@ -1,7 +1,8 @@
-"""``build_model``: every backbone by a short name, with its head and optional weights."""
+"""``build_model``: every backbone by a short name (or ``timm/<name>``), with its head and optional weights."""
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, Callable
 
 from torch import nn
@@ -10,6 +11,7 @@ from nolb.errors import NolbError
 from nolb.models.checkpoint import load_any_weights
 from nolb.models.resnet_cifar import resnet20, resnet32
 from nolb.models.small_cnn import SmallCNN
+from nolb.models.timm_models import build_timm_model, is_timm_name
 from nolb.models.torchvision_resnet import TORCHVISION_ARCHS, TorchvisionResNet
 
 
@@ -26,7 +28,12 @@ _BUILDERS: dict[str, Callable[..., nn.Module]] = {
     "small_cnn": SmallCNN,
     **{arch: _torchvision(arch) for arch in TORCHVISION_ARCHS},
 }
-MODEL_NAMES = tuple(_BUILDERS)
+MODEL_NAMES = tuple(_BUILDERS)  # plus any "timm/<architecture>" (see nolb.models.timm_models)
+
+
+def model_names_for(name: str) -> tuple[str, ...]:
+    """The names ``name`` is checked against: :data:`MODEL_NAMES`, plus ``name`` itself if it is ``timm/...``."""
+    return MODEL_NAMES + ((name,) if is_timm_name(name) else ())
 
 
 def build_model(
@@ -42,7 +49,7 @@ def build_model(
     """Build a model by name.
 
     Args:
-        name: One of :data:`MODEL_NAMES`.
+        name: One of :data:`MODEL_NAMES`, or ``timm/<architecture>`` (any timm model, no download).
         num_classes: Number of classes C.
         in_channels: Image channels.
         head: ``"linear"`` or ``"cosine"`` (LDAM's normed linear head).
@@ -55,12 +62,13 @@ def build_model(
     Returns:
         A module with ``forward_features``, ``classifier`` and ``feature_dim``.
     """
-    if name not in _BUILDERS:
-        raise NolbError(f"unknown model {name!r}; expected one of {', '.join(MODEL_NAMES)}")
+    builder = partial(build_timm_model, name) if is_timm_name(name) else _BUILDERS.get(name)
+    if builder is None:
+        raise NolbError(f"unknown model {name!r}; expected one of {', '.join(MODEL_NAMES)} or timm/<name>")
     if num_classes < 1:
         raise NolbError(f"num_classes must be >= 1, got {num_classes}")
     try:
-        model = _BUILDERS[name](num_classes, in_channels=in_channels, head=head, **opts)
+        model = builder(num_classes, in_channels=in_channels, head=head, **opts)
     except TypeError as exc:
         raise NolbError(f"bad option for model {name!r}: {exc}") from None
     if weights:

@@ -53,7 +53,7 @@ def load_run_or_checkpoint(target: str | Path, *, model_name: str | None = None,
 
     config = load_config(data_config)
     data = build_data_from_config(config)
-    if model_name in MODEL_NAMES:
+    if model_name in MODEL_NAMES or model_name.startswith("timm/"):  # i15: timm/<name> checkpoints
         model = build_model(model_name, data.num_classes, in_channels=data.in_channels, weights=str(target))
         attribute = classifier or "classifier"
     else:

@@ -114,6 +114,8 @@ def run_pipeline(
         save_ensemble(ensemble_path, ensemble, architecture, overwrite=True)
     seconds["stage3"] = time.perf_counter() - mark
     rows = _test_reports(source, stage2, ensemble, r.method)
+    if ensemble is not None and source.has("val"):  # issue 20 hook (i20): (T1, T2) map + calibration plots
+        write_ensemble_plots(source, ensemble, config.ensemble, run_path / "ensemble", log)
     notes = _notes(stage2, config, choice, key)
     title = f"{run_config.data.name}: {run_config.model.name} + {run_config.loss.name} base"
     report = write_report(rows, run_path / "report", title=title, notes=notes)
@@ -156,3 +158,21 @@ def _notes(stage2: Stage2Result, config: Any, choice: Any, ensemble_key: str | N
                      f"{config.ensemble.space}-space average")
     notes.append("intervals: 95% stratified bootstrap over test images (1000 resamples)")
     return notes
+
+
+@torch.no_grad()
+def write_ensemble_plots(source: FeatureSource, ensemble: Any, config: Any, out_dir: Path, log: Callable = print) -> None:
+    """Issue 20 hook (owner i20): :func:`nolb.metrics.ensemble_analysis.write_ensemble_analysis` into ``ensemble/``."""
+    from nolb.metrics.ensemble_analysis import write_ensemble_analysis
+
+    def logits(split):
+        return (head_logits(ensemble.original_head, split.features), head_logits(ensemble.new_head, split.features),
+                split.labels)
+
+    analysis = write_ensemble_analysis(
+        out_dir, val=logits(source.split("val")), test=logits(source.split("test")),
+        train_counts=source.class_counts.numpy(), grid=config.temperature_grid, space=config.space,
+        criterion=getattr(config, "temperature_criterion", "hm"), ece_bound=getattr(config, "temperature_ece_bound", None),
+    )
+    log(f"stage 3: (T1, T2) map and calibration plots in {out_dir} (map's choice on val: "
+        f"T1 {analysis.choice.t1:g}, T2 {analysis.choice.t2:g})")

@@ -1,0 +1,73 @@
+"""Fixtures of the deploy tests: one short `nolb run` on Digits-LT and its test split as PNG files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def digits_run(tmp_path_factory) -> Path:
+    """`nolb run digits_lt train.epochs=3 --out R` (stages 1-3; R/model/ packaged by the command)."""
+    from nolb.cli import main
+
+    out = tmp_path_factory.mktemp("deploy") / "run"
+    assert main(["run", "digits_lt", "train.epochs=3", "--out", str(out), "--quiet"]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def digits_test_pngs(tmp_path_factory) -> tuple[Path, list[Path], list[int]]:
+    """The 500 Digits-LT test images written as 8x8 grey PNGs (exact uint8 pixels), nested folders."""
+    from PIL import Image
+
+    from nolb.data import build_data
+
+    data = build_data("digits_lt", imbalance_ratio=20)
+    root = tmp_path_factory.mktemp("pngs")
+    paths, labels = [], []
+    for i in range(len(data.test)):
+        image, label = data.test[i]
+        path = root / f"class{label}" / f"{i:04d}.png"
+        path.parent.mkdir(exist_ok=True)
+        Image.fromarray(image[0].numpy(), mode="L").save(path)
+        paths.append(path)
+        labels.append(int(label))
+    return root, paths, labels
+
+
+@pytest.fixture(scope="session")
+def prepared_batch():
+    """A function: PNG paths -> the batch `nolb predict` builds from them."""
+    return _prepared_batch
+
+
+@pytest.fixture(scope="session")
+def predictions_as_reported():
+    """A function: (module, batch) -> top-1 computed as the stage-2/3 reports compute it."""
+    return _predictions_as_reported
+
+
+def _prepared_batch(paths, description):
+    """The PNG files prepared as `nolb predict` prepares them, as one (N, C, H, W) batch."""
+    import torch
+
+    from nolb.deploy.images import build_preprocess, prepare_image
+
+    transform = build_preprocess(description.preprocessing)
+    return torch.stack([prepare_image(p, description.preprocessing, transform) for p in paths])
+
+
+def _predictions_as_reported(module, x):
+    """Top-1 of the deployed module with the backbone features rounded to float16, as the
+    stage-2/3 reports compute them (from nolb's float16 feature cache)."""
+    import torch
+
+    from nolb.deploy.classifier import DeployedClassifier
+
+    with torch.no_grad():
+        features = module.backbone(x).half().float()
+        rounded = DeployedClassifier(torch.nn.Identity(), module.original_head, module.new_head, module.t1, module.t2,
+                                     module.space)
+        return rounded(features).argmax(1)
