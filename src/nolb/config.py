@@ -27,7 +27,7 @@ from typing import Any, Iterable
 import yaml
 
 from nolb.errors import NolbError
-from nolb.retrain.config import EnsembleConfig, RetrainConfig
+from nolb.config_stages import EnsembleConfig, RetrainConfig, check_stage_sections
 
 PACKAGED_CONFIGS = Path(__file__).resolve().parent / "configs"
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -377,14 +377,10 @@ def validate(config: Config, *, lines: dict | None = None) -> None:
     check(t.device == "auto" or t.device == "cpu" or t.device.startswith("cuda"), "train.device",
           "must be auto, cpu, cuda or cuda:N")
     check(t.max_steps_per_epoch is None or t.max_steps_per_epoch >= 1, "train.max_steps_per_epoch", "must be >= 1")
-    r = config.retrain
-    check(r.epochs >= 1, "retrain.epochs", "must be >= 1")
-    check(r.batch_size >= 1, "retrain.batch_size", "must be >= 1")
-    check(r.lr > 0, "retrain.lr", "must be > 0")
-    check(r.views >= 1, "retrain.views", "must be >= 1")
-    check(config.ensemble.t1 > 0, "ensemble.t1", "must be > 0")
-    check(config.ensemble.t2 > 0, "ensemble.t2", "must be > 0")
     _check_names(config, lines)
+    from nolb.losses import loss_options
+
+    check_stage_sections(config.retrain, config.ensemble, check, loss_options("gml"))
 
 
 def _sampler_names() -> tuple:

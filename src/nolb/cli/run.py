@@ -70,5 +70,8 @@ def run_and_print(config, *, run_dir=None, from_run=None, resume=False, overwrit
     print(f"per-class plot:  {result.report.plot}")
     if result.ensemble_path is not None:
         print(f"ensemble model:  {result.ensemble_path} (+ .json)")
+    if result.stage3 is not None and result.stage3.final_path is not None:
+        print(f"final model:     {result.stage3.final.candidate} ({result.stage3.final.reason}) -> "
+              f"{result.stage3.final_path}")
     print(f"time: {result.seconds['total']:.1f} s")
     return 0

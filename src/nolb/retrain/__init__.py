@@ -5,7 +5,9 @@ Public API:
 * :func:`retrain_classifier` -- the plug-in: a new head for any trained model;
 * :class:`Ensemble`, :func:`select_temperatures`, :func:`save_ensemble`, :func:`load_ensemble`;
 * :func:`extract_features`, :class:`FeatureCache`, :class:`FeatureSource` -- the feature cache;
-* :func:`train_head`, :class:`HeadSettings`, :func:`select_head` -- heads on cached features;
+* :func:`fit_linear_head` -- a head from plain feature tensors (the stable entry);
+* :class:`HeadSettings` (built from the config), :func:`train_head`, :func:`select_head` --
+  heads on cached features;
 * :func:`tau_normalized_head`, :class:`LearnableWeightScaling` -- the decoupling baselines;
 * :func:`run_pipeline` -- stage 1 -> 2 -> 3 -> report.
 
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import importlib
 
-from nolb.retrain.config import EnsembleConfig, RetrainConfig
+from nolb.config_stages import EnsembleConfig, RetrainConfig
 
 _LAZY = {
     "retrain_classifier": "nolb.retrain.api",
@@ -30,9 +32,11 @@ _LAZY = {
     "FeatureCache": "nolb.retrain.features",
     "FeatureSplit": "nolb.retrain.features",
     "FeatureSource": "nolb.retrain.feature_source",
-    "HeadSettings": "nolb.retrain.head_methods",
-    "TrainedHead": "nolb.retrain.head_methods",
-    "train_head": "nolb.retrain.head_methods",
+    "fit_linear_head": "nolb.retrain.api",
+    "HeadSettings": "nolb.retrain.settings",
+    "TrainedHead": "nolb.retrain.heads",
+    "train_head": "nolb.retrain.heads",
+    "Criterion": "nolb.retrain.scoring",
     "select_head": "nolb.retrain.selection",
     "tau_normalized_head": "nolb.retrain.tau_norm",
     "LearnableWeightScaling": "nolb.retrain.lws",
