@@ -17,7 +17,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from selection_variants import load, metrics  # noqa: E402
 
-from nolb.retrain.head_methods import HeadSettings  # noqa: E402
+from nolb.retrain.settings import HeadSettings  # noqa: E402
 from nolb.retrain.scoring import head_logits, validation_score  # noqa: E402
 
 torch.set_num_threads(1)

@@ -26,7 +26,8 @@ import torch
 from safetensors.torch import load_file
 
 from nolb.retrain.features import FeatureSplit
-from nolb.retrain.head_methods import HeadSettings, train_head
+from nolb.retrain.heads import train_head
+from nolb.retrain.settings import HeadSettings
 from nolb.retrain.scoring import head_logits, per_class_recall, validation_score
 
 torch.set_num_threads(1)

@@ -381,6 +381,18 @@ def validate(config: Config, *, lines: dict | None = None) -> None:
     from nolb.losses import loss_options
 
     check_stage_sections(config.retrain, config.ensemble, check, loss_options("gml"))
+    _check_gml_options(config, lines)
+
+
+def _check_gml_options(config: Config, lines: dict) -> None:
+    """The values of ``retrain.loss_options`` are checked by building the GML loss once."""
+    from nolb.losses import build_loss
+
+    try:
+        build_loss("gml", [2, 1], prior_strength=config.retrain.prior_strength, **config.retrain.loss_options)
+    except (NolbError, TypeError, ValueError) as exc:
+        where = _where(lines, ("retrain", "loss_options"))
+        raise NolbError(f"{where}config key 'retrain.loss_options': {str(exc).splitlines()[0]}") from None
 
 
 def _sampler_names() -> tuple:
