@@ -11,6 +11,7 @@ uses ``ensemble.t1``/``t2``).  Writes ``ensemble.safetensors`` + ``.json``, a re
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from nolb.cli._stage_config import add_stage_arguments
 
@@ -34,6 +35,9 @@ def _run(args: argparse.Namespace) -> int:
     config = stage_config(args.target, args.config, args.overrides)
     if not config.ensemble.enabled:
         raise NolbError("config key 'ensemble.enabled' is false: nothing to build")
+    head = config.ensemble.head
+    if head.endswith(".safetensors") and not Path(head).is_file():
+        raise NolbError(f"config key 'ensemble.head': {head}: no such head file")
     set_quiet(args.quiet)
     stage3, report = ensemble_run(args.target, config, out=args.out, overwrite=args.overwrite, device=args.device)
     ensemble = stage3.ensemble

@@ -27,7 +27,8 @@ from nolb.errors import NolbError
 from nolb.retrain.feature_source import FeatureSource
 from nolb.retrain.report import ReportFiles, reports_from_scores, write_report
 from nolb.retrain.scoring import head_logits
-from nolb.retrain.stages import PAPER_ROW, Stage2Result, Stage3Result, run_stage2, run_stage3, selection_criterion
+from nolb.retrain.stages import (PAPER_ROW, Stage2Result, Stage3Result, run_stage2, run_stage3, save_stage2,
+                                 selection_criterion)
 
 STAGE_OUTPUTS = ("retrain/retrain.json", "ensemble/ensemble.json", "report/report.md")
 ROW_NAMES = {"base": "base", "paper": None, "nolb": "nolb (val-tuned GML)", "ensemble": "ensemble", **PAPER_ROW}
@@ -128,12 +129,7 @@ def retrain_run(run_dir: str | Path, config: Any, *, out: str | Path | None = No
         stage2 = run_stage2(opened.source, opened.config.retrain, None, log=log)
     heads = {key: head.head for key, head in stage2.heads.items()}
     _, report = write_stage_report(opened, heads, stage2.record, None, out / "report")
-    from nolb.io import write_json
-    from nolb.retrain.stages import save_head
-
-    for key, head in stage2.heads.items():
-        save_head(out / "heads" / f"{key}.safetensors", head)
-    write_json(out / "retrain.json", stage2.record)  # last: its presence means "finished"
+    save_stage2(out, stage2)
     return stage2, report
 
 
@@ -188,7 +184,8 @@ def open_run(target: Path, config: Any = None, *, device: str | None = None, out
     A run directory gives its model and data; ``config`` then only supplies the
     ``retrain``/``ensemble`` sections (default: the run's own) and the features are cached
     in ``RUN/retrain/features``.  A checkpoint file needs ``config`` (its ``model.name`` and
-    data); its features go to ``OUT/features``.
+    data).  With ``out`` the features go to ``OUT/features`` (a checkpoint's default ``out``:
+    ``retrain-<file>``).
     """
     from nolb.engine.components import resolve_device
     from nolb.retrain.model_loading import load_run_or_checkpoint
@@ -197,7 +194,7 @@ def open_run(target: Path, config: Any = None, *, device: str | None = None, out
     config = config if config is not None else loaded.config
     r = config.retrain
     run_dir = loaded.run_dir if loaded.run_dir is not None else (out or Path(f"retrain-{target.stem}"))
-    cache = run_dir / "retrain" / "features" if loaded.run_dir is not None else run_dir / "features"
+    cache = (out or run_dir) / "features" if out is not None or loaded.run_dir is None else run_dir / "retrain" / "features"
     source = FeatureSource(loaded.model, loaded.data, classifier=loaded.classifier, views=r.views, cache_dir=cache,
                            batch_size=max(config.train.eval_batch_size, 1),
                            device=resolve_device(device or config.train.device), seed=r.seed, shift_bn=r.shift_bn)

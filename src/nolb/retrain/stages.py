@@ -110,16 +110,21 @@ def run_stage2(source: FeatureSource, config: RetrainConfig, out_dir: str | Path
         "seconds": time.perf_counter() - started,
     }
     if out_dir is not None:
-        for key, head in result.heads.items():
-            save_head(Path(out_dir) / "heads" / f"{key}.safetensors", head)
-        write_json(Path(out_dir) / "retrain.json", result.record)  # last: its presence means "finished"
+        save_stage2(Path(out_dir), result)
     return result
 
 
-def save_head(path: Path, trained: TrainedHead) -> None:
-    """A stage-2 head as ``weight``/``bias`` safetensors with its settings in the metadata."""
-    save_safetensors(path, {"weight": trained.head.weight, "bias": trained.head.bias},
-                     metadata={"settings": str(trained.settings.to_dict())})
+def save_stage2(out_dir: Path, result: Stage2Result) -> None:
+    """``heads/<key>.safetensors`` (``weight``/``bias``, settings in the metadata), replacing any
+    head of an earlier stage 2 there, then ``retrain.json`` (last: its presence means "finished")."""
+    for stale in (out_dir / "heads").glob("*.safetensors"):
+        if stale.stem not in result.heads:
+            stale.unlink()
+    for key, trained in result.heads.items():
+        save_safetensors(out_dir / "heads" / f"{key}.safetensors",
+                         {"weight": trained.head.weight, "bias": trained.head.bias},
+                         metadata={"settings": str(trained.settings.to_dict())})
+    write_json(out_dir / "retrain.json", result.record)
 
 
 @dataclass
