@@ -54,9 +54,9 @@ def choose_final(val_scores: dict[str, torch.Tensor], labels: torch.Tensor, crit
     scores = {name: validation_score(val_scores[name], labels, criterion.num_classes).to_dict() for name in names}
     others = [name for name in names if name != best]
     runner = max(others, key=lambda name: (*keys[name], -names.index(name))) if others else None
-    reason = f"highest validation HM {scores[best]['hm']:.4f}"
+    reason = f"best on validation: HM {scores[best]['hm']:.2%}, AM {scores[best]['am']:.2%}"
     if runner is not None:
-        reason += f" (next: {runner} {scores[runner]['hm']:.4f})"
+        reason += f" (next: {runner}, HM {scores[runner]['hm']:.2%}, AM {scores[runner]['am']:.2%})"
     if not keys[best][0]:
         reason += "; no candidate kept the validation accuracy guard"
     return FinalChoice(best, reason, rule.describe(), scores)

@@ -12,7 +12,9 @@ recall, which moves in steps of 1 % with 100 images per class) or arg-max (``hm`
 The candidate grids (:func:`nolb_candidates`, :func:`baseline_candidates`) give the nolb
 head and the trained baselines the same budget: the nolb head tries every (prior strength,
 lr, sampler) of the ``select_*`` lists; cRT and LWS, which have no prior strength, try as
-many lrs (a geometric grid spanning ``select_lrs``) with the same samplers.  docs/QUALITY.md
+many lrs (a geometric grid spanning ``select_lrs``; for LWS up to ``LWS_LR_REACH`` times its
+largest value, since per-class scales barely move at a linear head's lr in 10 epochs) with
+the same samplers.  docs/QUALITY.md
 holds the measured effect of the criterion; only training and validation features are
 read here, never the test split.
 """
@@ -33,6 +35,8 @@ from nolb.retrain.features import FeatureSplit
 from nolb.retrain.heads import TrainedHead, train_head
 from nolb.retrain.scoring import Criterion
 from nolb.retrain.settings import HeadSettings, baseline_settings
+
+LWS_LR_REACH = 10.0
 
 
 @dataclass
@@ -58,8 +62,10 @@ def baseline_candidates(method: str, base: HeadSettings, config: RetrainConfig) 
     if method == "tau_norm":
         return [settings]
     count = len(config.select_prior_strengths) * len(config.select_lrs)
-    return [replace(settings, lr=lr, sampler=sampler)
-            for lr, sampler in product(spread(config.select_lrs, count), config.select_samplers)]
+    lrs = list(config.select_lrs)
+    if method == "lws":  # one scale per class moves slowly: its grid reaches LWS_LR_REACH x further
+        lrs = [min(lrs), max(lrs) * LWS_LR_REACH]
+    return [replace(settings, lr=lr, sampler=sampler) for lr, sampler in product(spread(lrs, count), config.select_samplers)]
 
 
 def spread(values: list[float], count: int) -> list[float]:
