@@ -15,6 +15,17 @@ from pathlib import Path
 from nolb.errors import NolbError
 
 STAGE_SECTIONS = ("retrain", "ensemble")
+# command -> (help, description, help of RUN_DIR)
+TEXTS = {
+    "retrain": ("stage 2: re-train the classifier (GML, BSCE, CE, cRT, LWS, tau-norm) on a frozen backbone",
+                "Freeze the backbone of a trained run and train new linear classifiers. key=value pairs are retrain.* / "
+                "ensemble.* config keys (retrain.lr=0.05 retrain.baselines=[crt,lws]).",
+                "a nolb run directory (or a checkpoint file, then CONFIG is required)"),
+    "ensemble": ("stage 3: ensemble the original and the re-trained classifier",
+                 "Combine the original head and a stage-2 head of a run into one model and choose the run's final model. "
+                 "key=value pairs are ensemble.* / retrain.* config keys (ensemble.head=paper ensemble.space=log).",
+                 "a nolb run directory whose stage 2 is done"),
+}
 
 
 def stage_config(target: str | Path, recipe: str | None, overrides: list[str]):
@@ -49,8 +60,11 @@ def stage_config(target: str | Path, recipe: str | None, overrides: list[str]):
     return load_config(recipe, overrides)
 
 
-def add_stage_arguments(parser, target_help: str) -> None:
-    """The positional TARGET [CONFIG] [key=value ...] and the four flags of the stage commands."""
+def add_stage_parser(subparsers, name: str, func) -> None:
+    """The stage command ``name``: TARGET [CONFIG] [key=value ...] and the four flags (--out,
+    --overwrite, --device, --quiet); ``func(args, config)`` runs with the validated config."""
+    help_text, description, target_help = TEXTS[name]
+    parser = subparsers.add_parser(name, help=help_text, description=description)
     parser.add_argument("target", metavar="RUN_DIR", help=target_help)
     parser.add_argument("config", nargs="?", metavar="CONFIG",
                         help="recipe whose retrain/ensemble sections replace the run's (optional)")
@@ -59,3 +73,12 @@ def add_stage_arguments(parser, target_help: str) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs (cached features are kept)")
     parser.add_argument("--device", help="where the backbone runs (default: the run's train.device)")
     parser.add_argument("--quiet", action="store_true", help="no progress display")
+
+    def run(args) -> int:
+        from nolb.progress import set_quiet
+
+        config = stage_config(args.target, args.config, args.overrides)  # validated before any work
+        set_quiet(args.quiet)
+        return func(args, config)
+
+    parser.set_defaults(func=run)

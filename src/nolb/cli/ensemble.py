@@ -13,32 +13,22 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from nolb.cli._stage_config import add_stage_arguments
+from nolb.cli._stage_config import add_stage_parser
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "ensemble", help="stage 3: ensemble the original and the re-trained classifier",
-        description="Combine the original head and a stage-2 head of a run into one model. key=value pairs "
-                    "are ensemble.* / retrain.* config keys (ensemble.head=paper ensemble.space=log).",
-    )
-    add_stage_arguments(parser, "a nolb run directory whose stage 2 is done")
-    parser.set_defaults(func=_run)
+    add_stage_parser(subparsers, "ensemble", _run)
 
 
-def _run(args: argparse.Namespace) -> int:
-    from nolb.cli._stage_config import stage_config
+def _run(args: argparse.Namespace, config) -> int:
     from nolb.errors import NolbError
-    from nolb.progress import set_quiet
     from nolb.retrain.pipeline import ensemble_run
 
-    config = stage_config(args.target, args.config, args.overrides)
     if not config.ensemble.enabled:
         raise NolbError("config key 'ensemble.enabled' is false: nothing to build")
     head = config.ensemble.head
     if head.endswith(".safetensors") and not Path(head).is_file():
         raise NolbError(f"config key 'ensemble.head': {head}: no such head file")
-    set_quiet(args.quiet)
     stage3, report = ensemble_run(args.target, config, out=args.out, overwrite=args.overwrite, device=args.device)
     ensemble = stage3.ensemble
     how = "chosen on validation" if stage3.temperatures is not None else "fixed"

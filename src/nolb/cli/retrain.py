@@ -13,26 +13,16 @@ from __future__ import annotations
 
 import argparse
 
-from nolb.cli._stage_config import add_stage_arguments
+from nolb.cli._stage_config import add_stage_parser
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "retrain", help="stage 2: re-train the classifier (GML, BSCE, CE, cRT, LWS, tau-norm) on a frozen backbone",
-        description="Freeze the backbone of a trained run and train new linear classifiers. key=value pairs "
-                    "are retrain.* / ensemble.* config keys (retrain.lr=0.05 retrain.baselines=[crt,lws]).",
-    )
-    add_stage_arguments(parser, "a nolb run directory (or a checkpoint file, then CONFIG is required)")
-    parser.set_defaults(func=_run)
+    add_stage_parser(subparsers, "retrain", _run)
 
 
-def _run(args: argparse.Namespace) -> int:
-    from nolb.cli._stage_config import stage_config
-    from nolb.progress import set_quiet
+def _run(args: argparse.Namespace, config) -> int:
     from nolb.retrain.pipeline import retrain_run
 
-    config = stage_config(args.target, args.config, args.overrides)
-    set_quiet(args.quiet)
     stage2, report = retrain_run(args.target, config, out=args.out, overwrite=args.overwrite, device=args.device,
                                  log=(lambda line: None) if args.quiet else print)
     print(report.table)
