@@ -1,7 +1,8 @@
 """``nolb run CONFIG.yaml [key=value ...] [--out RUN_DIR] [--from-run RUN_DIR] [--overwrite]``.
 
 The whole method: stage 1 (base model), stage 2 (paper-exact GML head, val-tuned nolb
-head, baselines), stage 3 (ensemble), then the report table, per-class CSV and plot.
+head, baselines), stage 3 (ensemble and the validated final model, ``RUN/final_model.json``),
+then the report table, per-class CSV and plot.
 """
 
 from __future__ import annotations

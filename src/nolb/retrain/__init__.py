@@ -1,5 +1,10 @@
 """Stage 2 (re-train the classifier on a frozen backbone) and stage 3 (the ensemble).
 
+The modules follow the flow: settings -> features (backbone, features, feature_source,
+online) -> heads (head_training, heads, lws, tau_norm) -> selection (scoring, selection) ->
+ensemble (ensemble, ensemble_io) -> final_model -> stages -> report -> pipeline / api (the
+entry points); docs/ARCHITECTURE.md draws it.
+
 Public API:
 
 * :func:`retrain_classifier` -- the plug-in: a new head for any trained model;
@@ -9,7 +14,7 @@ Public API:
 * :class:`HeadSettings` (built from the config), :func:`train_head`, :func:`select_head` --
   heads on cached features;
 * :func:`tau_normalized_head`, :class:`LearnableWeightScaling` -- the decoupling baselines;
-* :func:`run_pipeline` -- stage 1 -> 2 -> 3 -> report.
+* :func:`run_pipeline` -- stage 1 -> 2 -> 3 -> report (``nolb run``).
 
 Submodules are imported on first use of a name.
 """
