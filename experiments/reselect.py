@@ -44,7 +44,11 @@ def main():
         tr, va, te = splits["train"], splits["val"], splits["test"]
         C = len(counts)
         base_val = validation_score(head_logits(orig, va.features), va.labels, C)
-        sel = mod.select_head(HeadSettings(**cfg), tr, va, counts, orig, base_val_score=base_val, criterion=a.criterion)
+        from nolb.config_stages import RetrainConfig
+        from nolb.retrain.scoring import Criterion
+
+        rule = Criterion.named(a.criterion, C, base_val, RetrainConfig().select_acc_tolerance)
+        sel = mod.select_head(mod.nolb_candidates(HeadSettings(**cfg), RetrainConfig()), tr, va, counts, orig, rule)
         b = sel.best
         m = metrics(head_logits(b.head, te.features), te.labels, C)
         out[run.name] = {**m, "choice": [b.settings.prior_strength, b.settings.lr, b.settings.sampler, b.best_epoch]}
