@@ -46,12 +46,12 @@ def _run(args: argparse.Namespace) -> int:
             raise NolbError("--out and --resume name different run directories")
         config = apply_overrides(config_of_run(args.resume), overrides)
         return run_and_print(config, run_dir=args.resume, resume=True, quiet=args.quiet)
-    if args.config:
-        config = load_config(args.config, overrides)
-    elif args.from_run:
-        from nolb.engine import config_of_run
+    if args.from_run:  # stage 1 is done: only retrain.* / ensemble.* keys (or CONFIG's sections) apply
+        from nolb.cli._stage_config import stage_config
 
-        config = apply_overrides(config_of_run(args.from_run), overrides)
+        config = stage_config(args.from_run, args.config, overrides)
+    elif args.config:
+        config = load_config(args.config, overrides)
     else:
         raise NolbError("nolb run needs a CONFIG (YAML recipe or packaged recipe name) or --from-run RUN_DIR")
     return run_and_print(config, run_dir=args.out, from_run=args.from_run, overwrite=args.overwrite, quiet=args.quiet)
