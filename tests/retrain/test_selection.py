@@ -89,7 +89,7 @@ def test_baselines_get_as_many_candidates_as_the_nolb_head():
         assert min(s.lr for s in grid) == min(config.select_lrs)
         assert max(s.lr for s in grid) == pytest.approx(max(config.select_lrs) * reach)
     assert len(baseline_candidates("tau_norm", BASE, config)) == 1
-    assert spread([0.02, 0.1], 3) == pytest.approx([0.02, (0.02 * 0.1) ** 0.5, 0.1], rel=1e-5)
+    assert spread([0.02, 0.1], 3) == pytest.approx([0.02, (0.02 * 0.1) ** 0.5, 0.1], rel=1e-2)  # 3 digits
     assert spread([0.1], 4) == [0.1]
 
 

@@ -75,7 +75,7 @@ def spread(values: list[float], count: int) -> list[float]:
     if len(values) >= count or low == high:
         return [float(v) for v in values]
     ratio = math.log(high / low) / (count - 1)
-    return [float(f"{low * math.exp(ratio * i):.6g}") for i in range(count)]
+    return [float(f"{low * math.exp(ratio * i):.3g}") for i in range(count)]
 
 
 def select_head(
