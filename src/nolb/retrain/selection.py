@@ -14,7 +14,8 @@ head and the trained baselines the same budget: the nolb head tries every (prior
 lr, sampler) of the ``select_*`` lists; cRT and LWS, which have no prior strength, try as
 many lrs (a geometric grid spanning ``select_lrs``; for LWS up to ``LWS_LR_REACH`` times its
 largest value, since per-class scales barely move at a linear head's lr in 10 epochs) with
-the same samplers.  docs/QUALITY.md
+the same samplers.  tau-norm and LWS are ranked on the arg-max recall (their parameter is a
+logit scale, which the soft recall would judge by itself; see ``stages.SCALE_METHODS``).  docs/QUALITY.md
 holds the measured effect of the criterion; only training and validation features are
 read here, never the test split.
 """

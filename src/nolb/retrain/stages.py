@@ -31,6 +31,7 @@ from nolb.retrain.scoring import Criterion, ValScore, head_logits, validation_sc
 from nolb.retrain.selection import baseline_candidates, nolb_candidates, select_head
 from nolb.retrain.settings import HeadSettings
 
+SCALE_METHODS = ("tau_norm", "lws")  # parametrised by a logit scale: ranked on arg-max recall
 PAPER_ROW = {"gml": "GML (paper)", "bsce": "BSCE head", "ce": "CE head", "crt": "cRT", "lws": "LWS",
              "tau_norm": "tau-norm"}
 
@@ -91,9 +92,9 @@ def run_stage2(source: FeatureSource, config: RetrainConfig, out_dir: str | Path
     for name in config.baselines:
         grids[name] = baseline_candidates(name, paper, config)
     for key, candidates in grids.items():
-        # tau changes the logit scale, which the soft recall rewards or punishes by itself:
-        # tau-norm is ranked on the arg-max recall (same guard), like the final model.
-        rule = replace(criterion, soft=False) if key == "tau_norm" else criterion
+        # tau-norm's tau and LWS's scales set the logit scale, which the soft recall rewards or
+        # punishes by itself: they are ranked on the arg-max recall (same guard), like the final model.
+        rule = replace(criterion, soft=False) if key in SCALE_METHODS else criterion
         result.heads[key] = select_head(candidates, train, val, counts, source.original_head, rule,
                                         desc=f"stage 2: {key} head").best
         if key == "tau_norm":
