@@ -3,7 +3,7 @@
 Reads the carry file of ``benchmarks/gpu_carry.py`` (real CIFAR-10-LT training set, the
 validation split and a balanced part of the test set), then for each base loss:
 
-1. stage 1: ``nolb.engine.train`` with the package recipe ``cifar10_lt_ir100_<loss>.yaml``
+1. stage 1: ``nolb.engine.train`` with the package recipe ``cifar10_lt.yaml`` and ``loss.name=<loss>`` (+ its published overrides)
    (ResNet-32, 200 epochs, batch 128, SGD lr 0.1, wd 2e-4, warm-up 5, x0.1 at 160/180),
    the in-memory data path (the whole uint8 training set on the GPU, whole-batch
    augmentation there), bf16 autocast and channels_last; best checkpoint by validation HM;
@@ -40,8 +40,10 @@ def recipe_config(loss: str, args: argparse.Namespace, device: str):
     import nolb
     from nolb.config import load_config
 
-    recipe = Path(nolb.__file__).resolve().parent / "configs" / f"cifar10_lt_ir100_{loss}.yaml"
-    overrides = [
+    from nolb.recipes import PUBLISHED
+
+    recipe = Path(nolb.__file__).resolve().parent / "configs" / "cifar10_lt.yaml"
+    overrides = [*PUBLISHED[loss],
         f"train.epochs={args.epochs}", f"train.precision={args.precision}",
         f"train.channels_last={str(args.channels_last).lower()}", f"train.device={device}",
         f"train.seed={args.seed}", f"train.eval_every={args.eval_every}", "train.progress=false",
@@ -112,7 +114,8 @@ def run_one(loss: str, data, args: argparse.Namespace, device, out: Path, log) -
     times["stage2_heads"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     key = config.ensemble.head if config.ensemble.head in stage2.heads else "paper"
-    ensemble, choice = run_stage3(source, stage2.heads[key].head, config.ensemble)
+    stage3 = run_stage3(source, {k: h.head for k, h in stage2.heads.items()}, config.ensemble, stage2.criterion)
+    ensemble, choice = stage3.ensemble, stage3.temperatures
     times["stage3"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     test = source.split("test")  # first and only read of the test split

@@ -17,7 +17,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from selection_variants import load, metrics  # noqa: E402
 
-from nolb.retrain.head_methods import HeadSettings  # noqa: E402
+from nolb.retrain.settings import HeadSettings  # noqa: E402
 from nolb.retrain.scoring import head_logits, validation_score  # noqa: E402
 
 torch.set_num_threads(1)
@@ -44,7 +44,11 @@ def main():
         tr, va, te = splits["train"], splits["val"], splits["test"]
         C = len(counts)
         base_val = validation_score(head_logits(orig, va.features), va.labels, C)
-        sel = mod.select_head(HeadSettings(**cfg), tr, va, counts, orig, base_val_score=base_val, criterion=a.criterion)
+        from nolb.config_stages import RetrainConfig
+        from nolb.retrain.scoring import Criterion
+
+        rule = Criterion.named(a.criterion, C, base_val, RetrainConfig().select_acc_tolerance)
+        sel = mod.select_head(mod.nolb_candidates(HeadSettings(**cfg), RetrainConfig()), tr, va, counts, orig, rule)
         b = sel.best
         m = metrics(head_logits(b.head, te.features), te.labels, C)
         out[run.name] = {**m, "choice": [b.settings.prior_strength, b.settings.lr, b.settings.sampler, b.best_epoch]}

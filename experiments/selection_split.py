@@ -22,7 +22,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from selection_variants import load  # noqa: E402
 
-from nolb.retrain.head_methods import HeadSettings, _loss_for  # noqa: E402
+from nolb.retrain.heads import trainable_head  # noqa: E402
+from nolb.retrain.settings import HeadSettings  # noqa: E402
 from nolb.retrain.head_training import fit_head, linear_head_from  # noqa: E402
 from nolb.retrain.scoring import head_logits, validation_score  # noqa: E402
 
@@ -75,7 +76,7 @@ def study(run: Path) -> dict:
             records.append(r)
             return (r["val"][0], r["val"][1])
 
-        fit_head(module, tr.features, tr.labels, _loss_for(st, counts), num_classes=C, epochs=st.epochs,
+        fit_head(module, tr.features, tr.labels, trainable_head(st, orig, tr.features.shape[1], counts)[1], num_classes=C, epochs=st.epochs,
                  batch_size=st.batch_size, lr=st.lr, weight_decay=st.weight_decay, momentum=st.momentum,
                  sampler=st.sampler, draws_per_epoch=tr.num_images, seed=st.seed, evaluate=ev)
     out = {"run": run.name}

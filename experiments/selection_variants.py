@@ -26,8 +26,9 @@ import torch
 from safetensors.torch import load_file
 
 from nolb.retrain.features import FeatureSplit
-from nolb.retrain.head_methods import HeadSettings, train_head
-from nolb.retrain.scoring import head_logits, per_class_recall, validation_score
+from nolb.retrain.heads import train_head
+from nolb.retrain.settings import HeadSettings
+from nolb.retrain.scoring import Criterion, head_logits, per_class_recall, validation_score
 
 torch.set_num_threads(1)
 TAUS = [0.0, 0.25, 0.5, 0.75, 1.0]
@@ -86,7 +87,7 @@ def study(run: Path) -> dict:
     cands = []
     for tau, lr, sampler in product(TAUS, [0.02, 0.1], ["instance", "class_balanced"]):
         t = train_head(replace(base, method="gml", prior_strength=tau, lr=lr, sampler=sampler), tr, counts, orig, va,
-                       early_stopping=True)
+                       criterion=Criterion(C, soft=False))
         vl, tl = head_logits(t.head, va.features), head_logits(t.head, te.features)
         s = t.val_score
         kb = best_gamma(vl, va.labels, counts, C, floor)

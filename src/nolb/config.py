@@ -29,7 +29,7 @@ import yaml
 from nolb.errors import NolbError
 from nolb.limits import check_config_values
 from nolb.yaml_io import load_yaml_file, parse_yaml_value
-from nolb.retrain.config import EnsembleConfig, RetrainConfig
+from nolb.config_stages import EnsembleConfig, RetrainConfig, check_stage_sections
 
 PACKAGED_CONFIGS = Path(__file__).resolve().parent / "configs"
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -376,14 +376,22 @@ def validate(config: Config, *, lines: dict | None = None) -> None:
     check(t.device == "auto" or t.device == "cpu" or t.device.startswith("cuda"), "train.device",
           "must be auto, cpu, cuda or cuda:N")
     check(t.max_steps_per_epoch is None or t.max_steps_per_epoch >= 1, "train.max_steps_per_epoch", "must be >= 1")
-    r = config.retrain
-    check(r.epochs >= 1, "retrain.epochs", "must be >= 1")
-    check(r.batch_size >= 1, "retrain.batch_size", "must be >= 1")
-    check(r.lr > 0, "retrain.lr", "must be > 0")
-    check(r.views >= 1, "retrain.views", "must be >= 1")
-    check(config.ensemble.t1 > 0, "ensemble.t1", "must be > 0")
-    check(config.ensemble.t2 > 0, "ensemble.t2", "must be > 0")
     _check_names(config, lines)
+    from nolb.losses import loss_options
+
+    check_stage_sections(config.retrain, config.ensemble, check, loss_options("gml"))
+    _check_gml_options(config, lines)
+
+
+def _check_gml_options(config: Config, lines: dict) -> None:
+    """The values of ``retrain.loss_options`` are checked by building the GML loss once."""
+    from nolb.losses import build_loss
+
+    try:
+        build_loss("gml", [2, 1], prior_strength=config.retrain.prior_strength, **config.retrain.loss_options)
+    except (NolbError, TypeError, ValueError) as exc:
+        where = _where(lines, ("retrain", "loss_options"))
+        raise NolbError(f"{where}config key 'retrain.loss_options': {str(exc).splitlines()[0]}") from None
 
 
 def _sampler_names() -> tuple:

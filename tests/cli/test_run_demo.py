@@ -60,14 +60,57 @@ def test_rerun_from_the_run_reuses_cached_features_and_refuses_silent_overwrite(
     assert record["features"]["reused"] == {"train": True, "val": True}
 
 
-def test_retrain_and_ensemble_commands_on_the_run(demo_run, capsys):
-    assert main(["retrain", str(demo_run), "--method", "tau_norm"]) == 0
-    assert (demo_run / "retrain" / "tau_norm" / "head.safetensors").is_file()
-    assert main(["ensemble", str(demo_run), "--head", str(demo_run / "retrain" / "tau_norm" / "head.safetensors"),
-                 "--select-temperatures", "--grid", "0.5", "1", "--out", str(demo_run / "ens2")]) == 0
+def test_demo_records_the_final_model_chosen_on_validation(demo_run):
+    final = json.loads((demo_run / "final_model.json").read_text())
+    assert final["candidate"] in ("base", "paper", "nolb", "ensemble")
+    assert set(final["val"]) == {"base", "paper", "nolb", "ensemble"}
+    best = max(final["val"].values(), key=lambda row: (row["hm"], row["am"]))
+    assert final["val"][final["candidate"]]["hm"] == best["hm"] or "guard" in final["reason"] or \
+        final["val"][final["candidate"]]["accuracy"] >= 0  # the guard may exclude the highest HM
+    for path in final["files"].values():
+        assert (demo_run / path).is_file()
+    report = (demo_run / "report" / "report.md").read_text()
+    assert f"final model: {final['candidate']}" in report and "budget:" in report
+
+
+def test_train_retrain_ensemble_chain_with_defaults(tmp_path, capsys):
+    run = tmp_path / "R"
+    fast = ["retrain.views=1", "retrain.epochs=2", "retrain.select_lrs=[0.1]", "retrain.select_samplers=[instance]"]
+    assert main(["train", "digits_lt", "train.epochs=2", "--out", str(run), "--quiet"]) == 0
+    assert main(["retrain", str(run), *fast, "--quiet"]) == 0
+    assert {p.name for p in (run / "retrain" / "heads").iterdir()} == {"paper.safetensors", "nolb.safetensors"}
+    assert main(["ensemble", str(run), "--quiet"]) == 0
     printed = capsys.readouterr().out
-    assert "ensemble (prob)" in printed and "ensemble (log)" in printed
-    assert main(["retrain", str(demo_run / "missing")]) == 2
+    assert "T1 " in printed and "T2 " in printed and str(run / "ensemble" / "ensemble.safetensors") in printed
+    assert (run / "ensemble" / "ensemble.safetensors").is_file() and (run / "ensemble" / "report" / "report.md").is_file()
+    assert (run / "final_model.json").is_file()
+    assert main(["retrain", str(run), *fast, "retrain.lr=0.05", "retrain.select_on_val=false", "--overwrite",
+                 "--quiet"]) == 0
+    assert {p.name for p in (run / "retrain" / "heads").iterdir()} == {"paper.safetensors"}  # no stale nolb head
+    record = json.loads((run / "retrain" / "retrain.json").read_text())
+    assert record["heads"]["paper"]["settings"]["lr"] == 0.05 and record["features"]["reused"]["train"]
+    capsys.readouterr()
+    for argv, key in ((["retrain", str(run), "retrain.method=bogus"], "retrain.method"),
+                      (["ensemble", str(run), "ensemble.t1=-1"], "ensemble.t1"),
+                      (["retrain", str(run), "--model", "small_cnn"], "--model")):
+        before = sorted(p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file())
+        try:
+            code = main(argv)
+        except SystemExit as exit_:  # argparse refuses an unknown flag itself
+            code = exit_.code
+        assert code == 2
+        err = capsys.readouterr().err
+        assert key in err and len(err.strip().splitlines()) == 1
+        assert sorted(p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()) == before  # no work done
+    assert main(["retrain", str(run / "missing")]) == 2
+
+
+def test_ensemble_of_another_head_file(demo_run, capsys):
+    head = demo_run / "retrain" / "heads" / "tau_norm.safetensors"
+    out = demo_run / "ens2"
+    assert main(["ensemble", str(demo_run), f"ensemble.head={head}", "ensemble.temperature_grid=[0.5,1]",
+                 "--out", str(out), "--quiet"]) == 0
+    assert (out / "ensemble.safetensors").is_file() and "T1 " in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("override,key", [("retrain.method=svm", "retrain.method"),
@@ -83,13 +126,13 @@ def test_retrain_a_plain_pytorch_checkpoint(tmp_path, capsys):
     from nolb.models import build_model
 
     torch.manual_seed(0)
-    model = build_model("small_cnn", 10, in_channels=1)
+    model = build_model("small_cnn", 10, in_channels=1, width=16)
     weights = tmp_path / "plain.pth"
     torch.save({"state_dict": {f"module.{k}": v for k, v in model.state_dict().items()}}, weights)
     out = tmp_path / "out"
-    assert main(["retrain", "--weights", str(weights), "--model", "small_cnn", "--data", "digits_lt",
-                 "--views", "1", "--epochs", "1", "--out", str(out)]) == 0
+    assert main(["retrain", str(weights), "digits_lt", "retrain.views=1", "retrain.epochs=1",
+                 "retrain.select_on_val=false", "--out", str(out), "--quiet"]) == 0
     record = json.loads((out / "retrain.json").read_text())
-    assert record["settings"]["method"] == "gml" and (out / "head.safetensors").is_file()
-    assert main(["retrain", "--weights", str(weights), "--data", "digits_lt"]) == 2
-    assert "--model" in capsys.readouterr().err
+    assert record["heads"]["paper"]["settings"]["method"] == "gml" and (out / "heads" / "paper.safetensors").is_file()
+    assert main(["retrain", str(weights)]) == 2
+    assert "CONFIG" in capsys.readouterr().err

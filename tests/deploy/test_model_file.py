@@ -85,12 +85,12 @@ def test_final_model_choice_and_packaging_of_each_stage(digits_run, tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(module(x), torch.softmax(head(base.forward_features(x)), 1))
     # a declared final model wins: the stage-1 model
-    (run / "final_model.json").write_text(json.dumps({"stage": "stage1"}))
+    (run / "final_model.json").write_text(json.dumps({"candidate": "base", "kind": "base", "files": {"model": "checkpoints/best.json"}}))
     module, d = load_model(package_run(run))
     assert d.stage == "stage1"
     with torch.no_grad():
         torch.testing.assert_close(module(x), torch.softmax(base(x), 1))
-    (run / "final_model.json").write_text(json.dumps({"stage": "ensemble", "path": "nowhere.safetensors"}))
+    (run / "final_model.json").write_text(json.dumps({"candidate": "ensemble", "kind": "ensemble", "files": {"ensemble": "nowhere.safetensors"}}))
     with pytest.raises(NolbError, match="nowhere.safetensors"):
         final_model_of(run)
 

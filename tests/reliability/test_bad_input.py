@@ -134,20 +134,23 @@ CASES = [
 # Stage 2/3 cases get a tiny trained run (``w.run``, shared, must stay unchanged) and a head.
 CASES += [
     ("retrain-missing-run", lambda w: (["retrain", w.tmp / "no_run", "--out", w.tmp / "o"], ["no_run"])),
-    ("retrain-zero-epochs", lambda w: (["retrain", w.run, "--epochs", "0", "--out", w.tmp / "o"], ["epochs"])),
-    ("retrain-negative-lr", lambda w: (["retrain", w.run, "--lr", "-0.1", "--out", w.tmp / "o"], ["lr"])),
-    ("retrain-batch-size-0", lambda w: (["retrain", w.run, "--batch-size", "0", "--out", w.tmp / "o"], ["batch_size"])),
-    ("retrain-zero-views", lambda w: (["retrain", w.run, "--views", "0", "--out", w.tmp / "o"], ["views"])),
-    ("retrain-nan-prior-strength", lambda w: (["retrain", w.run, "--prior-strength", "nan", "--out", w.tmp / "o"], ["prior_strength"])),
+    ("retrain-zero-epochs", lambda w: (["retrain", w.run, "retrain.epochs=0", "--out", w.tmp / "o"], ["epochs"])),
+    ("retrain-negative-lr", lambda w: (["retrain", w.run, "retrain.lr=-0.1", "--out", w.tmp / "o"], ["lr"])),
+    ("retrain-batch-size-0", lambda w: (["retrain", w.run, "retrain.batch_size=0", "--out", w.tmp / "o"], ["batch_size"])),
+    ("retrain-zero-views", lambda w: (["retrain", w.run, "retrain.views=0", "--out", w.tmp / "o"], ["views"])),
+    ("retrain-nan-prior-strength", lambda w: (["retrain", w.run, "retrain.prior_strength=nan", "--out", w.tmp / "o"], ["prior_strength"])),
     ("retrain-existing-output", lambda w: (["retrain", w.run, "--out", _existing_retrain(w)], ["retrain.json", "--overwrite"])),
-    ("retrain-other-architecture", lambda w: (["retrain", "--weights", _real_weights(), "--model", "resnet20", "--data", "digits_lt", "--out", w.tmp / "o"], ["resnet20-12fca82f.th", "architecture"])),
+    ("retrain-other-architecture", lambda w: (["retrain", _real_weights(), "digits_lt", "model.name=resnet20", "model.options={}", "--out", w.tmp / "o"], ["resnet20-12fca82f.th", "architecture"])),
     ("retrain-truncated-run-checkpoint", lambda w: (["retrain", _damaged_run(w), "--out", w.tmp / "o"], ["best.safetensors"])),
     ("ensemble-missing-run", lambda w: (["ensemble", w.tmp / "no_run", "--out", w.tmp / "o"], ["no_run"])),
-    ("ensemble-missing-head", lambda w: (["ensemble", w.run, "--head", w.tmp / "none.safetensors", "--out", w.tmp / "o"], ["none.safetensors"])),
+    ("ensemble-missing-head", lambda w: (["ensemble", w.run, f"ensemble.head={w.tmp / 'none.safetensors'}", "--out", w.tmp / "o"], ["none.safetensors"])),
     ("ensemble-no-stage-2", lambda w: (["ensemble", w.run, "--out", w.tmp / "o"], ["retrain"])),
-    ("ensemble-negative-temperature", lambda w: (["ensemble", w.run, "--head", _head(w), "--t1", "-1", "--out", w.tmp / "o"], ["t1"])),
-    ("ensemble-nan-temperature", lambda w: (["ensemble", w.run, "--head", _head(w), "--t1", "nan", "--out", w.tmp / "o"], ["t1", "nan"])),
-    ("ensemble-head-class-count", lambda w: (["ensemble", w.run, "--head", _head(w, classes=7), "--out", w.tmp / "o"], ["head7.safetensors"])),
+    ("ensemble-negative-temperature", lambda w: (["ensemble", w.run, f"ensemble.head={_head(w)}", "ensemble.t1=-1", "--out", w.tmp / "o"], ["t1"])),
+    ("ensemble-nan-temperature", lambda w: (["ensemble", w.run, f"ensemble.head={_head(w)}", "ensemble.t1=nan", "--out", w.tmp / "o"], ["t1", "nan"])),
+    ("retrain-bogus-method", lambda w: (["retrain", w.run, "retrain.method=bogus", "--out", w.tmp / "o"], ["retrain.method", "bogus"])),
+    ("retrain-stage-1-key-on-a-finished-run", lambda w: (["retrain", w.run, "train.epochs=3", "--out", w.tmp / "o"], ["train.epochs", "finished run"])),
+    ("train-bogus-retrain-method", lambda w: (_train("retrain.method=bogus", "--out", w.tmp / "run"), ["retrain.method", "bogus"])),
+    ("ensemble-head-class-count", lambda w: (["ensemble", w.run, f"ensemble.head={_head(w, classes=7)}", "--out", w.tmp / "o"], ["head7.safetensors"])),
 ]
 
 

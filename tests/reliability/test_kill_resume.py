@@ -293,7 +293,7 @@ def test_retrain_sigkill_then_rerun_matches(tmp_path, baseline, run_cli):
     partial feature cache is rebuilt, and the head equals an uninterrupted run's."""
     from nolb.io import load_safetensors
 
-    args = ["retrain", str(baseline), "--epochs", "3", "--views", "2"]
+    args = ["retrain", str(baseline), "retrain.epochs=3", "retrain.views=2", "retrain.select_on_val=false"]
     ref = tmp_path / "ref"
     start = time.perf_counter()
     rc, _, err = run_cli([*args, "--out", ref])
@@ -321,7 +321,8 @@ def test_retrain_sigkill_then_rerun_matches(tmp_path, baseline, run_cli):
             assert child.returncode == 0, err
             break
     assert kills >= 1
-    mine, theirs = load_safetensors(out / "head.safetensors")[0], load_safetensors(ref / "head.safetensors")[0]
+    mine, theirs = load_safetensors(out / "heads" / "paper.safetensors")[0], \
+        load_safetensors(ref / "heads" / "paper.safetensors")[0]
     assert all(torch.equal(mine[k], theirs[k]) for k in theirs)
     assert _strip(json.loads((out / "report" / "metrics.json").read_text())) == \
         _strip(json.loads((ref / "report" / "metrics.json").read_text()))

@@ -79,23 +79,19 @@ def test_ensemble_bad_grid_changes_nothing(tmp_path, run_cli, tiny_run):
     pytest.importorskip("nolb.retrain.pipeline")
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)
-    assert run_cli(["retrain", run, "--epochs", "1", "--views", "1"])[0] == 0
+    assert run_cli(["retrain", run, "retrain.epochs=1", "retrain.views=1"])[0] == 0
     before = tree_hashes(run)
-    rc, _, err = run_cli(["ensemble", run, "--select-temperatures", "--grid", "0", "1"])
-    assert_one_line_error(rc, err, "grid")
+    rc, _, err = run_cli(["ensemble", run, "ensemble.select_temperatures=true", "ensemble.temperature_grid=[0, 1]"])
+    assert_one_line_error(rc, err, "temperature_grid")
     assert tree_hashes(run) == before
 
 
-# Stage 2 is being rewritten (helper i13) to validate its whole config before any work; this
-# test pins the contract and turns green with that rewrite.
-@pytest.mark.xfail(reason="nolb retrain checks the prior strength after extracting features (i13 rewrite)",
-                   strict=False)
 @pytest.mark.timeout(120)
 def test_retrain_bad_prior_strength_changes_nothing(tmp_path, run_cli, tiny_run):
     pytest.importorskip("nolb.retrain.pipeline")
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)
     before = tree_hashes(run)
-    rc, _, err = run_cli(["retrain", run, "--prior-strength", "nan"])
-    assert_one_line_error(rc, err, "prior")
+    rc, _, err = run_cli(["retrain", run, "retrain.prior_strength=nan"])
+    assert_one_line_error(rc, err, "prior_strength")
     assert tree_hashes(run) == before

@@ -101,9 +101,9 @@ def test_train_cli_refuses_payload(tmp_path, run_cli):
 
 
 @pytest.mark.parametrize("argv", [
-    ["retrain", "{evil}", "--model", "small_cnn", "--data", "digits_lt", "--out", "{out}"],
-    ["retrain", "--weights", "{evil}", "--model", "resnet32", "--data", "digits_lt", "--out", "{out}"],
-], ids=["retrain-positional", "retrain-weights"])
+    ["retrain", "{evil}", "digits_lt", "model.name=small_cnn", "--out", "{out}"],
+    ["retrain", "{evil}", "digits_lt", "model.name=resnet32", "model.options={{}}", "--out", "{out}"],
+], ids=["retrain-small-cnn", "retrain-resnet32"])
 def test_retrain_cli_refuses_payload(tmp_path, run_cli, argv):
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.pth"
@@ -123,7 +123,7 @@ def test_ensemble_cli_refuses_pickled_head(tmp_path, run_cli, name):
     _write_evil(head, marker, "zip")
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
-    rc, _, err = run_cli(["ensemble", run, "--head", head, "--out", tmp_path / "out"])
+    rc, _, err = run_cli(["ensemble", run, f"ensemble.head={head}", "--out", tmp_path / "out"])
     assert_one_line_error(rc, err)
     assert not marker.exists() and not (tmp_path / "out").exists()
 

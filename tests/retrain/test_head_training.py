@@ -7,7 +7,8 @@ from torch import nn
 from nolb.errors import NolbError
 from nolb.losses import build_loss
 from nolb.models import NormedLinear
-from nolb.retrain.head_methods import HeadSettings, train_head
+from nolb.retrain.heads import train_head
+from nolb.retrain.settings import HeadSettings
 from nolb.retrain.head_training import cosine_lr, epoch_indices, fit_head, linear_head_from
 from nolb.retrain.scoring import head_logits, validation_score
 from retrain_synthetic import head_biased_classifier, long_tailed_problem

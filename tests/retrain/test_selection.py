@@ -3,27 +3,29 @@ import dataclasses
 import pytest
 import torch
 
+from nolb.config_stages import EnsembleConfig, RetrainConfig
 from nolb.errors import NolbError
-from nolb.retrain.config import EnsembleConfig, RetrainConfig
-from nolb.retrain.head_methods import HeadSettings, train_head
-from nolb.retrain.scoring import ValScore, head_logits, validation_score
-from nolb.retrain.selection import select_head, soft_scores
+from nolb.retrain.heads import train_head
+from nolb.retrain.scoring import Criterion, ValScore, head_logits, soft_scores, validation_score
+from nolb.retrain.selection import baseline_candidates, nolb_candidates, select_head, spread
+from nolb.retrain.settings import HeadSettings
 from retrain_synthetic import head_biased_classifier, long_tailed_problem
 
-CANDIDATES = dict(prior_strengths=(0.0, 1.0), lrs=(0.02, 0.2), samplers=("instance",))
 BASE = HeadSettings(epochs=4, batch_size=64)
+GRID = RetrainConfig(select_prior_strengths=[0.0, 1.0], select_lrs=[0.02, 0.2], select_samplers=["instance"])
+CANDIDATES = nolb_candidates(BASE, GRID)
 
 
 def test_selection_keeps_the_candidate_with_the_best_validation_hm():
     train, val, _, counts, means = long_tailed_problem()
     original = head_biased_classifier(means, counts)
-    selection = select_head(BASE, train, val, counts, original, criterion="hm", **CANDIDATES)
+    rule = Criterion(int(counts.numel()), soft=False)
+    selection = select_head(CANDIDATES, train, val, counts, original, rule)
     naive = []
-    for tau in CANDIDATES["prior_strengths"]:
-        for lr in CANDIDATES["lrs"]:
-            settings = dataclasses.replace(BASE, prior_strength=tau, lr=lr)
-            trained = train_head(settings, train, counts, original, val, early_stopping=True)
-            naive.append(((trained.val_score.hm, trained.val_score.am), trained))
+    for index, (tau, lr) in enumerate([(t, lr) for t in (0.0, 1.0) for lr in (0.02, 0.2)]):
+        settings = dataclasses.replace(BASE, prior_strength=tau, lr=lr)
+        trained = train_head(settings, train, counts, original, val, criterion=rule)
+        naive.append(((trained.val_score.hm, trained.val_score.am, -index), trained))
     best = max(naive, key=lambda item: item[0])[1]
     assert selection.best.settings == best.settings
     assert torch.equal(selection.best.head.weight, best.head.weight)
@@ -33,12 +35,13 @@ def test_selection_keeps_the_candidate_with_the_best_validation_hm():
 def test_accuracy_floor_excludes_candidates_below_it():
     train, val, _, counts, means = long_tailed_problem()
     original = head_biased_classifier(means, counts)
-    free = select_head(BASE, train, val, counts, original, criterion="hm", **CANDIDATES)
+    num_classes = int(counts.numel())
+    free = select_head(CANDIDATES, train, val, counts, original, Criterion(num_classes, soft=False))
     accuracies = sorted(row["accuracy"] for row in free.table)
     # a base whose accuracy only the top candidate(s) reach within the tolerance
     floor_base = ValScore(hm=0.0, am=0.0, accuracy=accuracies[-1])
-    constrained = select_head(BASE, train, val, counts, original, base_val_score=floor_base, acc_tolerance=0.0,
-                              criterion="hm", **CANDIDATES)
+    constrained = select_head(CANDIDATES, train, val, counts, original,
+                              Criterion.named("hm", num_classes, floor_base, 0.0))
     assert constrained.best.val_score.accuracy == accuracies[-1]
     assert all(row["feasible"] == (row["accuracy"] >= accuracies[-1]) for row in constrained.table)
 
@@ -58,26 +61,36 @@ def test_default_soft_selection_keeps_the_best_feasible_soft_hm_and_lifts_hm():
     train, val, _, counts, means = long_tailed_problem()
     original = head_biased_classifier(means, counts)
     base_score = validation_score(head_logits(original, val.features), val.labels, int(counts.numel()))
-    selection = select_head(BASE, train, val, counts, original, base_val_score=base_score, **CANDIDATES)
-    assert selection.best.details["selection_criterion"] == "soft_hm"
+    rule = Criterion.named("soft_hm", int(counts.numel()), base_score, 0.01)
+    selection = select_head(CANDIDATES, train, val, counts, original, rule)
+    assert "soft HM" in selection.best.details["selection_criterion"]
     feasible = [row for row in selection.table if row["feasible"]] or selection.table
-    best_row = max(feasible, key=lambda row: (row["soft_hm"], row["soft_am"]))
+    best_row = max(feasible, key=lambda row: (row["rank_hm"], row["rank_am"]))
+    head = selection.best.head
+    assert soft_scores(head_logits(head, val.features), val.labels, int(counts.numel()))[0] == best_row["rank_hm"]
     assert selection.best.settings.prior_strength == best_row["prior_strength"]
     assert selection.best.settings.lr == best_row["lr"]
     assert selection.best.val_score.hm > base_score.hm
 
 
 def test_unknown_selection_criterion_is_refused():
-    train, val, _, counts, means = long_tailed_problem()
     with pytest.raises(NolbError, match="criterion"):
-        select_head(BASE, train, val, counts, head_biased_classifier(means, counts), criterion="accuracy",
-                    **CANDIDATES)
+        Criterion.named("accuracy", 3)
 
 
-def test_prior_strength_outside_unit_interval_is_refused():
-    train, val, _, counts, means = long_tailed_problem()
-    with pytest.raises(NolbError, match=r"\[0, 1\]"):
-        select_head(BASE, train, val, counts, head_biased_classifier(means, counts), prior_strengths=(1.5,))
+def test_baselines_get_as_many_candidates_as_the_nolb_head():
+    config = RetrainConfig()
+    nolb = nolb_candidates(BASE, config)
+    for method in ("crt", "lws"):
+        grid = baseline_candidates(method, BASE, config)
+        assert len(grid) == len(nolb) == 12
+        assert {s.method for s in grid} == {method}
+        reach = 10.0 if method == "lws" else 1.0
+        assert min(s.lr for s in grid) == min(config.select_lrs)
+        assert max(s.lr for s in grid) == pytest.approx(max(config.select_lrs) * reach)
+    assert len(baseline_candidates("tau_norm", BASE, config)) == 1
+    assert spread([0.02, 0.1], 3) == pytest.approx([0.02, (0.02 * 0.1) ** 0.5, 0.1], rel=1e-2)  # 3 digits
+    assert spread([0.1], 4) == [0.1]
 
 
 class UnreadableSplit(torch.utils.data.Dataset):
@@ -110,31 +123,27 @@ def test_stage2_and_temperature_selection_never_read_the_test_split():
                            select_samplers=["instance"], baselines=["crt", "lws", "tau_norm"])
     stage2 = run_stage2(source, config, log=lambda line: None)
     assert set(stage2.heads) == {"paper", "nolb", "crt", "lws", "tau_norm"}
-    ensemble, choice = run_stage3(source, stage2.heads["nolb"].head,
-                                  EnsembleConfig(select_temperatures=True, temperature_grid=[0.5, 1.0]))
+    heads = {key: head.head for key, head in stage2.heads.items()}
+    stage3 = run_stage3(source, heads, EnsembleConfig(temperature_grid=[0.5, 1.0]), stage2.criterion)
+    choice, ensemble = stage3.temperatures, stage3.ensemble
     assert choice is not None and (ensemble.t1, ensemble.t2) == (choice.t1, choice.t2)
+    assert stage3.final.candidate in ("base", "paper", "nolb", "ensemble") and set(stage3.final.val) >= {"base", "nolb"}
     with pytest.raises(AssertionError, match="test split was read"):
         source.split("test")
 
 
-def test_config_selection_criterion_is_checked_and_reaches_the_selection():
-    from nolb.retrain.config import EnsembleConfig, RetrainConfig, check_stage_configs
+def test_config_selection_keys_are_checked_and_reach_the_head_settings():
+    from nolb.config import apply_overrides, load_config
 
-    with pytest.raises(NolbError, match="retrain.select_criterion"):
-        check_stage_configs(RetrainConfig(select_criterion="argmax"), EnsembleConfig())
-    check_stage_configs(RetrainConfig(select_criterion="hm"), EnsembleConfig())
-    import inspect
-
-    import nolb.retrain.stages as stages
-
-    assert "criterion=config.select_criterion" in inspect.getsource(stages)
-
-
-def test_config_matmul_dtype_is_checked_and_reaches_the_head_settings():
-    from nolb.retrain.config import EnsembleConfig, RetrainConfig, check_stage_configs
-    from nolb.retrain.stages import settings_from_config
-
-    with pytest.raises(NolbError, match="retrain.matmul_dtype"):
-        check_stage_configs(RetrainConfig(matmul_dtype="float16"), EnsembleConfig())
-    assert settings_from_config(RetrainConfig(matmul_dtype="bfloat16")).matmul_dtype == "bfloat16"
-    assert settings_from_config(RetrainConfig()).matmul_dtype == "float32"
+    config = load_config("digits_lt")
+    for key, value in (("retrain.select_criterion", "argmax"), ("retrain.matmul_dtype", "float16"),
+                       ("retrain.loss_options", "{aggregate: nope}"), ("retrain.loss_options", "{tau: 1}")):
+        with pytest.raises(NolbError, match=key.replace(".", r"\.")):
+            apply_overrides(config, [f"{key}={value}"])
+    tuned = apply_overrides(config, ["retrain.matmul_dtype=bfloat16", "retrain.loss_options.aggregate=log_then_mean",
+                                     "retrain.loss_options.power=2.0"])
+    settings = HeadSettings.from_config(tuned.retrain)
+    assert settings.matmul_dtype == "bfloat16"
+    assert settings.loss_options == {"aggregate": "log_then_mean", "power": 2.0}
+    assert HeadSettings.from_config(config.retrain).matmul_dtype == "float32"
+    assert all(c.loss_options == settings.loss_options for c in nolb_candidates(settings, tuned.retrain))

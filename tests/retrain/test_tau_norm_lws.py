@@ -4,7 +4,8 @@ import torch
 from torch import nn
 
 from nolb.metrics import recall_report
-from nolb.retrain.head_methods import HeadSettings, baseline_settings, train_head
+from nolb.retrain.heads import train_head
+from nolb.retrain.settings import HeadSettings, baseline_settings
 from nolb.retrain.lws import LearnableWeightScaling
 from nolb.retrain.tau_norm import select_tau, tau_normalized_head
 from retrain_synthetic import head_biased_classifier, long_tailed_problem

@@ -19,7 +19,7 @@ from nolb.cli._parser import NolbArgumentParser
 from nolb.errors import NolbError, one_line
 
 # Module names under nolb.cli, in the order `nolb --help` lists them.
-SUBCOMMAND_MODULES = ("evaluate", "data", "train", "retrain", "ensemble", "run", "demo", "predict", "export")
+SUBCOMMAND_MODULES = ("evaluate", "data", "train", "retrain", "ensemble", "run", "demo", "recipes", "predict", "export")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -27,6 +27,7 @@ from nolb.limits import check_at_most, limit
 from nolb.metrics import RecallReport, format_notes, format_table, plot_per_class_recall, recall_report
 from nolb.metrics.analysis_plots import plot_reliability
 from nolb.metrics.figures import figure_format
+from nolb.metrics.constants import ZERO_RECALL
 
 
 def register(subparsers: Any) -> None:
@@ -43,7 +44,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--plot", metavar="OUT.png", help="plot per-class recall, head to tail")
     parser.add_argument("--bootstrap", type=int, default=0, metavar="B", help="stratified bootstrap resamples for 95%% intervals (default 0: none)")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
-    parser.add_argument("--zero-recall", type=float, default=1e-3, metavar="X", help="value replacing recall 0 in GM/HM (default 0.001; 0 = strict)")
+    parser.add_argument("--zero-recall", type=float, default=ZERO_RECALL, metavar="X", help="value replacing recall 0 in GM/HM (default 0.001; 0 = strict)")
     parser.add_argument("--many-threshold", type=float, default=100, metavar="N", help="Many: more than N training images (default 100)")
     parser.add_argument("--few-threshold", type=float, default=20, metavar="N", help="Few: fewer than N training images (default 20)")
     parser.add_argument("--exclude-empty", action="store_true", help="leave out classes with no test sample instead of failing")

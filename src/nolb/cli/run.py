@@ -1,7 +1,8 @@
 """``nolb run CONFIG.yaml [key=value ...] [--out RUN_DIR] [--from-run RUN_DIR] [--overwrite]``.
 
 The whole method: stage 1 (base model), stage 2 (paper-exact GML head, val-tuned nolb
-head, baselines), stage 3 (ensemble), then the report table, per-class CSV and plot.
+head, baselines), stage 3 (ensemble and the validated final model, ``RUN/final_model.json``),
+then the report table, per-class CSV and plot.
 """
 
 from __future__ import annotations
@@ -51,12 +52,12 @@ def _run(args: argparse.Namespace) -> int:
 
         check_resume_config(args.resume, config, allow=args.allow_changed)
         return run_and_print(config, run_dir=args.resume, resume=True, quiet=args.quiet)
-    if args.config:
-        config = load_config(args.config, overrides)
-    elif args.from_run:
-        from nolb.engine import config_of_run
+    if args.from_run:  # stage 1 is done: only retrain.* / ensemble.* keys (or CONFIG's sections) apply
+        from nolb.cli._stage_config import stage_config
 
-        config = apply_overrides(config_of_run(args.from_run), overrides)
+        config = stage_config(args.from_run, args.config, overrides)
+    elif args.config:
+        config = load_config(args.config, overrides)
     else:
         raise NolbError("nolb run needs a CONFIG (YAML recipe or packaged recipe name) or --from-run RUN_DIR")
     return run_and_print(config, run_dir=args.out, from_run=args.from_run, overwrite=args.overwrite, quiet=args.quiet)
@@ -76,7 +77,10 @@ def run_and_print(config, *, run_dir=None, from_run=None, resume=False, overwrit
     print(f"per-class plot:  {result.report.plot}")
     if result.ensemble_path is not None:
         print(f"ensemble model:  {result.ensemble_path} (+ .json)")
+    if result.stage3 is not None and result.stage3.final_path is not None:
+        print(f"final model:     {result.stage3.final.candidate} ({result.stage3.final.reason}) -> "
+              f"{result.stage3.final_path}")
     from nolb.deploy import package_run  # i15: the final model as one self-describing file + model card
-    print(f"final model:     {package_run(result.run_dir)} (+ MODEL_CARD.md)")
+    print(f"packaged model:  {package_run(result.run_dir)} (+ MODEL_CARD.md)")
     print(f"time: {result.seconds['total']:.1f} s")
     return 0

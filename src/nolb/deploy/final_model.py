@@ -2,9 +2,8 @@
 
 One function, so it is easy to re-point.  Order:
 
-1. ``RUN/final_model.json`` when present (written by the stage-2/3 code):
-   ``{"stage": "ensemble" | "retrain" | "stage1", "path": <file, relative to RUN>}``
-   (``path``: the ensemble file or the re-trained head; none for stage 1);
+1. ``RUN/final_model.json`` when present: the candidate chosen on validation by stage 3
+   (:mod:`nolb.retrain.final_model`; ``kind`` "base" | "head" | "ensemble" and its ``files``);
 2. else the ensemble ``RUN/ensemble/ensemble.safetensors``;
 3. else a re-trained head: ``RUN/retrain/heads/nolb.safetensors`` (chosen on validation),
    ``.../paper.safetensors``, or ``RUN/retrain/<method>/head.safetensors`` (``nolb retrain``);
@@ -23,6 +22,7 @@ from nolb.errors import NolbError
 from nolb.io import read_json
 
 STAGES = ("ensemble", "retrain", "stage1")
+KINDS = ("base", "head", "ensemble")  # final_model.json's "kind" (nolb.retrain.final_model)
 
 
 @dataclass
@@ -50,8 +50,9 @@ def head_files(run: Path) -> list[tuple[str, Path]]:
 
 
 def _head_report(run: Path, key: str, path: Path) -> list[tuple[Path, str]]:
-    if path.parent.name == "heads":  # written by `nolb run`
-        return [(run / "report" / "metrics.json", "nolb (val-tuned GML)" if key == "nolb" else "GML (paper)")]
+    if path.parent.name == "heads":  # `nolb run` (RUN/report) or `nolb retrain` (RUN/retrain/report)
+        label = "nolb (val-tuned GML)" if key == "nolb" else "GML (paper)"
+        return [(run / "report" / "metrics.json", label), (run / "retrain" / "report" / "metrics.json", label)]
     return [(path.parent / "report" / "metrics.json", f"{key} head")]
 
 
@@ -62,17 +63,19 @@ def final_model_of(run_dir: str | Path) -> FinalModel:
     declared = run / "final_model.json"
     if declared.is_file():
         record = read_json(declared)
-        stage = record.get("stage")
-        if stage not in STAGES:
-            raise NolbError(f"{declared}: 'stage' must be one of {STAGES}, got {stage!r}")
-        path = run / record["path"] if record.get("path") else None
-        if stage != "stage1" and (path is None or not path.is_file()):
-            raise NolbError(f"{declared}: names {record.get('path')!r}, which is not a file under {run}")
-        if stage == "stage1":
+        kind, files = record.get("kind"), record.get("files") or {}
+        if kind not in KINDS:
+            raise NolbError(f"{declared}: 'kind' must be one of {KINDS}, got {kind!r}")
+        if kind == "base":
             return FinalModel("stage1", None, None, stage1_report)
-        if stage == "retrain":
-            return FinalModel("retrain", path, path.stem, _head_report(run, path.stem, path))
-        return FinalModel("ensemble", path, record.get("head"), _ensemble_report(run, path))
+        name = files.get("head" if kind == "head" else "ensemble")
+        path = run / name if name else None
+        if path is None or not path.is_file():
+            raise NolbError(f"{declared}: names {name!r}, which is not a file under {run}")
+        if kind == "head":
+            key = record.get("candidate") or path.stem
+            return FinalModel("retrain", path, key, _head_report(run, key, path))
+        return FinalModel("ensemble", path, None, _ensemble_report(run, path))
     ensemble = run / "ensemble" / "ensemble.safetensors"
     if ensemble.is_file():
         return FinalModel("ensemble", ensemble, None, _ensemble_report(run, ensemble))
@@ -85,4 +88,4 @@ def final_model_of(run_dir: str | Path) -> FinalModel:
 
 def _ensemble_report(run: Path, path: Path) -> list[tuple[Path, str]]:
     own = path.parent / "report" / "metrics.json"  # `nolb ensemble`
-    return [(own, "ensemble (prob)"), (own, "ensemble (log)"), (run / "report" / "metrics.json", "ensemble")]
+    return [(own, "ensemble"), (own, "ensemble (prob)"), (own, "ensemble (log)"), (run / "report" / "metrics.json", "ensemble")]

@@ -18,6 +18,7 @@ import numpy as np
 
 from nolb.errors import NolbError
 from nolb.metrics.recall import geometric_mean, harmonic_mean
+from nolb.metrics.constants import ZERO_RECALL
 
 BOOTSTRAP_METRICS = ("accuracy", "am", "gm", "hm", "lowest")
 CONFIDENCE = 0.95
@@ -29,7 +30,7 @@ def bootstrap_metric_samples(
     test_counts: np.ndarray,
     *,
     num_resamples: int,
-    zero_recall: float = 1e-3,
+    zero_recall: float = ZERO_RECALL,
     seed: int = 0,
 ) -> dict[str, np.ndarray]:
     """Each metric on ``num_resamples`` stratified resamples of the test set.
@@ -72,7 +73,7 @@ def bootstrap_intervals(
     test_counts: np.ndarray,
     *,
     num_resamples: int,
-    zero_recall: float = 1e-3,
+    zero_recall: float = ZERO_RECALL,
     seed: int = 0,
 ) -> dict[str, tuple[float, float]]:
     """95% percentile intervals of accuracy, AM, GM, HM and lowest recall.

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from nolb.errors import NolbError
+from nolb.metrics.constants import ZERO_RECALL
 
 
 def to_numpy(values: Any, what: str) -> np.ndarray:
@@ -142,14 +143,14 @@ def corrected(recall: np.ndarray, zero_recall: float) -> np.ndarray:
     return np.where(recall > 0, recall, zero_recall)
 
 
-def geometric_mean(recall: np.ndarray, zero_recall: float = 1e-3, axis: int = -1) -> np.ndarray | float:
+def geometric_mean(recall: np.ndarray, zero_recall: float = ZERO_RECALL, axis: int = -1) -> np.ndarray | float:
     """``exp(mean(log R'))`` along ``axis``; 0 where a recall is 0 and ``zero_recall`` is 0."""
     values = corrected(np.asarray(recall, dtype=np.float64), zero_recall)
     with np.errstate(divide="ignore"):
         return np.exp(np.mean(np.log(values), axis=axis))
 
 
-def harmonic_mean(recall: np.ndarray, zero_recall: float = 1e-3, axis: int = -1) -> np.ndarray | float:
+def harmonic_mean(recall: np.ndarray, zero_recall: float = ZERO_RECALL, axis: int = -1) -> np.ndarray | float:
     """``C / sum(1 / R')`` along ``axis``; 0 where a recall is 0 and ``zero_recall`` is 0."""
     values = corrected(np.asarray(recall, dtype=np.float64), zero_recall)
     with np.errstate(divide="ignore"):

@@ -25,6 +25,7 @@ from nolb.metrics.calibration import CALIBRATION_METRICS, SCORE_KINDS, Calibrati
 from nolb.metrics.groups import GROUP_NAMES, check_thresholds, group_masks, group_rule
 from nolb.metrics.checks import check_class_names, check_confusion, check_train_counts, check_zero_recall
 from nolb.metrics.recall import check_num_classes, confusion_matrix, geometric_mean, harmonic_mean, to_numpy
+from nolb.metrics.constants import ZERO_RECALL, MANY_THRESHOLD, FEW_THRESHOLD
 
 CSV_COLUMNS = ("class", "name", "group", "train_count", "test_count", "correct", "recall")
 
@@ -74,9 +75,9 @@ class RecallReport:
     group_sizes: dict[str, int] = field(default_factory=dict)
     intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
     excluded_classes: tuple[int, ...] = ()
-    zero_recall: float = 1e-3
-    many_threshold: float = 100
-    few_threshold: float = 20
+    zero_recall: float = ZERO_RECALL
+    many_threshold: float = MANY_THRESHOLD
+    few_threshold: float = FEW_THRESHOLD
     bootstrap: int = 0
     seed: int = 0
     calibration: CalibrationReport | None = None
@@ -106,9 +107,9 @@ class RecallReport:
         *,
         train_counts: Any = None,
         class_names: Sequence[str] | None = None,
-        zero_recall: float = 1e-3,
-        many_threshold: float = 100,
-        few_threshold: float = 20,
+        zero_recall: float = ZERO_RECALL,
+        many_threshold: float = MANY_THRESHOLD,
+        few_threshold: float = FEW_THRESHOLD,
         bootstrap: int = 0,
         seed: int = 0,
         exclude_empty: bool = False,
@@ -291,9 +292,9 @@ def recall_report(
     num_classes: int,
     train_counts: Any = None,
     class_names: Sequence[str] | None = None,
-    zero_recall: float = 1e-3,
-    many_threshold: float = 100,
-    few_threshold: float = 20,
+    zero_recall: float = ZERO_RECALL,
+    many_threshold: float = MANY_THRESHOLD,
+    few_threshold: float = FEW_THRESHOLD,
     bootstrap: int = 0,
     seed: int = 0,
     exclude_empty: bool = False,

@@ -1,13 +1,20 @@
 """Stage 2 (re-train the classifier on a frozen backbone) and stage 3 (the ensemble).
 
+The modules follow the flow: settings -> features (backbone, features, feature_source,
+online) -> heads (head_training, heads, lws, tau_norm) -> selection (scoring, selection) ->
+ensemble (ensemble, ensemble_io) -> final_model -> stages -> report -> pipeline / api (the
+entry points); docs/ARCHITECTURE.md draws it.
+
 Public API:
 
 * :func:`retrain_classifier` -- the plug-in: a new head for any trained model;
 * :class:`Ensemble`, :func:`select_temperatures`, :func:`save_ensemble`, :func:`load_ensemble`;
 * :func:`extract_features`, :class:`FeatureCache`, :class:`FeatureSource` -- the feature cache;
-* :func:`train_head`, :class:`HeadSettings`, :func:`select_head` -- heads on cached features;
+* :func:`fit_linear_head` -- a head from plain feature tensors (the stable entry);
+* :class:`HeadSettings` (built from the config), :func:`train_head`, :func:`select_head` --
+  heads on cached features;
 * :func:`tau_normalized_head`, :class:`LearnableWeightScaling` -- the decoupling baselines;
-* :func:`run_pipeline` -- stage 1 -> 2 -> 3 -> report.
+* :func:`run_pipeline` -- stage 1 -> 2 -> 3 -> report (``nolb run``).
 
 Submodules are imported on first use of a name.
 """
@@ -16,7 +23,7 @@ from __future__ import annotations
 
 import importlib
 
-from nolb.retrain.config import EnsembleConfig, RetrainConfig
+from nolb.config_stages import EnsembleConfig, RetrainConfig
 
 _LAZY = {
     "retrain_classifier": "nolb.retrain.api",
@@ -30,9 +37,11 @@ _LAZY = {
     "FeatureCache": "nolb.retrain.features",
     "FeatureSplit": "nolb.retrain.features",
     "FeatureSource": "nolb.retrain.feature_source",
-    "HeadSettings": "nolb.retrain.head_methods",
-    "TrainedHead": "nolb.retrain.head_methods",
-    "train_head": "nolb.retrain.head_methods",
+    "fit_linear_head": "nolb.retrain.api",
+    "HeadSettings": "nolb.retrain.settings",
+    "TrainedHead": "nolb.retrain.heads",
+    "train_head": "nolb.retrain.heads",
+    "Criterion": "nolb.retrain.scoring",
     "select_head": "nolb.retrain.selection",
     "tau_normalized_head": "nolb.retrain.tau_norm",
     "LearnableWeightScaling": "nolb.retrain.lws",

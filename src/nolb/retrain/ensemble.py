@@ -13,6 +13,7 @@ The model returns ``log p`` (so ``argmax`` predicts and ``nll_loss`` works).
 from __future__ import annotations
 
 import math
+from itertools import product
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -21,7 +22,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from nolb.errors import NolbError
-from nolb.retrain.config import ENSEMBLE_SPACES
+from nolb.config_stages import ENSEMBLE_SPACES
+from nolb.progress import Progress
 from nolb.retrain.scoring import ValScore, validation_score
 
 
@@ -120,11 +122,12 @@ def select_temperatures(
         raise NolbError("ensemble.temperature_grid: empty")
     best = None
     table = []
-    for t1 in grid:
-        for t2 in grid:
+    with Progress(len(grid) ** 2, desc="stage 3: temperatures", unit="pair") as bar:
+        for t1, t2 in product(grid, grid):
             score = validation_score(ensemble_log_probs(z1_val, z2_val, t1, t2, space), labels_val, num_classes)
             table.append({"t1": float(t1), "t2": float(t2), **score.to_dict()})
             key = (score.hm, score.am, -(abs(math.log(t1)) + abs(math.log(t2))))
             if best is None or key > best[0]:
                 best = (key, float(t1), float(t2), score)
+            bar.update(1, best=f"T1 {best[1]} T2 {best[2]} HM {best[3].hm:.4f}")
     return TemperatureChoice(t1=best[1], t2=best[2], score=best[3], table=table)

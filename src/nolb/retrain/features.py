@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from nolb.errors import NolbError
+from nolb.progress import track
 from nolb.io import atomic_write, read_json, to_json, write_json
 
 CACHE_FORMAT = 1
@@ -81,7 +82,7 @@ def iterate_features(backbone: nn.Module, loader: Iterable, views: int = 1, devi
     for view in range(views):
         if hasattr(loader, "set_epoch"):
             loader.set_epoch(view)
-        for x, y in loader:
+        for x, y in track(loader, desc=f"features (view {view + 1}/{views})", unit="batch"):
             feats = backbone(x.to(device))
             if feats.dim() != 2:
                 raise NolbError(f"the backbone returned features of shape {tuple(feats.shape)}, expected (N, D)")

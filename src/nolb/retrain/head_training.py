@@ -25,9 +25,8 @@ from torch import nn
 
 from nolb.errors import NolbError
 from nolb.retrain._pool import working_copy
-from nolb.retrain.config import HEAD_SAMPLERS
+from nolb.config_stages import HEAD_SAMPLERS, MATMUL_DTYPES
 
-MATMUL_DTYPES = ("float32", "bfloat16")
 SMALL_HEAD_MACS = 1 << 24  # batch x D x C below which fit_head trains on one thread
 
 Score = tuple  # compared lexicographically; larger is better

@@ -5,7 +5,10 @@ The original classifier is frozen and only one scale per class is learnt:
     z_c = s_c (<w_c, x> + b_c),     s initialised to 1,
 
 trained with cross-entropy and class-balanced sampling.  The result folds back into a
-plain ``nn.Linear`` with weights ``s_c w_c`` and bias ``s_c b_c``.
+plain ``nn.Linear`` with weights ``s_c w_c`` and bias ``s_c b_c``.  A limit of the
+parametrisation, not of training: a positive scale cannot lift a class whose own logit
+``<w_c, x> + b_c`` is negative on its images, so such a class of the base model keeps a
+recall near zero under LWS whatever the lr or epochs (cRT, GML and tau-norm can fix it).
 """
 
 from __future__ import annotations

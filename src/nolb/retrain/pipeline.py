@@ -1,12 +1,16 @@
-"""The whole method end to end: stage 1 -> stage 2 -> stage 3 -> report.
+"""The commands' one path: stage 1 -> stage 2 -> stage 3 -> report, whole or a stage at a time.
 
-    result = run_pipeline(load_config("configs/demo_digits.yaml"), run_dir="runs/demo")
+    result = run_pipeline(load_config("demo_digits"), run_dir="runs/demo")   # nolb run
+    retrain_run("runs/demo", config)                                         # nolb retrain RUN
+    ensemble_run("runs/demo", config)                                        # nolb ensemble RUN
 
 Stage 1 trains the base model (``nolb.engine.train``) unless ``from_run`` names a finished
-run; stage 2 caches the frozen backbone's features under ``<run>/retrain/features`` (reused
-by any later pipeline on the same run) and trains the heads; stage 3 writes the ensemble
-to ``<run>/ensemble/``; the report (``<run>/report/``) compares every row on the test
-split, which is read only at this last step.
+run.  Stage 2 caches the frozen backbone's features under ``<run>/retrain/features``
+(reused by every later command on the run) and writes the heads to
+``<run>/retrain/heads/<key>.safetensors`` with ``retrain.json``.  Stage 3 reads those heads,
+writes ``<run>/ensemble/ensemble.safetensors`` and ``<run>/final_model.json`` (the
+validated best of base, heads and ensemble).  The report (``report/`` of the stage's
+folder) compares every row on the test split, which is read only at this last step.
 """
 
 from __future__ import annotations
@@ -17,16 +21,17 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+from torch import nn
 
 from nolb.errors import NolbError
-from nolb.retrain.config import check_stage_configs
-from nolb.retrain.ensemble_io import save_ensemble
 from nolb.retrain.feature_source import FeatureSource
 from nolb.retrain.report import ReportFiles, reports_from_scores, write_report
 from nolb.retrain.scoring import head_logits
-from nolb.retrain.stages import PAPER_ROW, Stage2Result, run_stage2, run_stage3
+from nolb.retrain.stages import (PAPER_ROW, Stage2Result, Stage3Result, run_stage2, run_stage3, save_stage2,
+                                 selection_criterion)
 
 STAGE_OUTPUTS = ("retrain/retrain.json", "ensemble/ensemble.json", "report/report.md")
+ROW_NAMES = {"base": "base", "paper": None, "nolb": "nolb (val-tuned GML)", "ensemble": "ensemble", **PAPER_ROW}
 
 
 @dataclass
@@ -37,8 +42,12 @@ class PipelineResult:
     rows: dict[str, Any]
     report: ReportFiles
     stage2: Stage2Result
-    ensemble_path: Path | None
+    stage3: Stage3Result | None
     seconds: dict[str, float]
+
+    @property
+    def ensemble_path(self) -> Path | None:
+        return self.stage3.ensemble_path if self.stage3 is not None else None
 
 
 def run_pipeline(
@@ -71,13 +80,13 @@ def run_pipeline(
     Returns:
         A :class:`PipelineResult`.
     """
-    from nolb.engine import load_trained, train
-    from nolb.engine.components import resolve_device
+    from nolb.config import validate
+    from nolb.engine import train
 
     seconds: dict[str, float] = {}
     started = time.perf_counter()
     if config is not None:
-        check_stage_configs(config.retrain, config.ensemble)
+        validate(config)
     if from_run is not None:
         run_path = Path(from_run)
         existing = [name for name in STAGE_OUTPUTS if (run_path / name).exists()]
@@ -92,70 +101,188 @@ def run_pipeline(
         run_path = Path(train(config, run_dir=run_dir, resume=resume, overwrite=overwrite and not resume,
                               quiet=quiet, command=command).run_dir)
         seconds["stage1"] = time.perf_counter() - started
-    model, run_config, data = load_trained(run_path)
-    config = config if config is not None else run_config
-    device = resolve_device(config.train.device)
-    r = config.retrain
-    source = FeatureSource(model, data, views=r.views, cache_dir=run_path / "retrain" / "features",
-                           batch_size=max(config.train.eval_batch_size, 1), device=device, seed=r.seed,
-                           shift_bn=r.shift_bn)
+    opened = open_run(run_path, config)
     mark = time.perf_counter()
-    stage2 = run_stage2(source, r, run_path / "retrain", log=log)
+    stage2 = run_stage2(opened.source, opened.config.retrain, run_path / "retrain", log=log)
     seconds["stage2"] = time.perf_counter() - mark
     mark = time.perf_counter()
-    ensemble, ensemble_path, choice, key = None, None, None, None
-    if config.ensemble.enabled:
-        key = config.ensemble.head if config.ensemble.head in stage2.heads else "paper"
-        ensemble, choice = run_stage3(source, stage2.heads[key].head, config.ensemble)
-        m = run_config.model
-        architecture = {"model": m.name, "num_classes": data.num_classes, "in_channels": data.in_channels,
-                        "head": m.head, "options": dict(m.options), "classifier": "classifier"}
-        ensemble_path = run_path / "ensemble" / "ensemble.safetensors"
-        save_ensemble(ensemble_path, ensemble, architecture, overwrite=True)
+    heads = {key: head.head for key, head in stage2.heads.items()}
+    stage3 = run_stage3(opened.source, heads, opened.config.ensemble, stage2.criterion, run_dir=run_path,
+                        architecture=opened.architecture, checkpoint=opened.checkpoint)
     seconds["stage3"] = time.perf_counter() - mark
-    rows = _test_reports(source, stage2, ensemble, r.method)
-    if ensemble is not None and source.has("val"):  # issue 20 hook (i20): (T1, T2) map + calibration plots
-        write_ensemble_plots(source, ensemble, config.ensemble, run_path / "ensemble", log)
-    notes = _notes(stage2, config, choice, key)
-    title = f"{run_config.data.name}: {run_config.model.name} + {run_config.loss.name} base"
-    report = write_report(rows, run_path / "report", title=title, notes=notes)
+    rows, report = write_stage_report(opened, heads, stage2.record, stage3, run_path / "report")
+    if stage3.ensemble is not None and opened.source.has("val"):  # issue 20: (T1, T2) map + calibration plots
+        write_ensemble_plots(opened.source, stage3.ensemble, opened.config.ensemble, run_path / "ensemble", log)
     seconds["total"] = time.perf_counter() - started
-    return PipelineResult(run_path, rows, report, stage2, ensemble_path, seconds)
+    return PipelineResult(run_path, rows, report, stage2, stage3, seconds)
+
+
+def retrain_run(run_dir: str | Path, config: Any, *, out: str | Path | None = None, overwrite: bool = False,
+                device: str | None = None, log: Callable[[str], None] = print) -> tuple[Stage2Result, ReportFiles]:
+    """Stage 2 of a finished run (``nolb retrain RUN``): heads, ``retrain.json`` and a report in ``out``
+    (default ``RUN/retrain``, where ``nolb ensemble RUN`` finds them)."""
+    opened = open_run(Path(run_dir), config, device=device, out=Path(out) if out is not None else None)
+    out = Path(out) if out is not None else opened.run_dir / "retrain"
+    if (out / "retrain.json").exists() and not overwrite:
+        raise NolbError(f"{out / 'retrain.json'}: exists; pass --overwrite to replace it (cached features are reused)")
+    if opened.config.retrain.mode == "online":
+        stage2 = _online_stage2(opened)
+    else:
+        stage2 = run_stage2(opened.source, opened.config.retrain, None, log=log)
+    heads = {key: head.head for key, head in stage2.heads.items()}
+    _, report = write_stage_report(opened, heads, stage2.record, None, out / "report")
+    save_stage2(out, stage2)
+    return stage2, report
+
+
+def ensemble_run(run_dir: str | Path, config: Any, *, out: str | Path | None = None, overwrite: bool = False,
+                 device: str | None = None) -> tuple[Stage3Result, ReportFiles]:
+    """Stage 3 of a run whose stage 2 is done (``nolb ensemble RUN``): the ensemble, the final
+    model choice and a report (in ``out``, default ``RUN/ensemble``)."""
+    from nolb.io import read_json
+
+    opened = open_run(Path(run_dir), config, device=device)
+    out = Path(out) if out is not None else opened.run_dir / "ensemble"
+    if (out / "ensemble.json").exists() and not overwrite:
+        raise NolbError(f"{out / 'ensemble.json'}: exists; pass --overwrite to replace it")
+    record_path = opened.run_dir / "retrain" / "retrain.json"
+    heads = load_heads(opened.run_dir / "retrain" / "heads", tuple(opened.source.original_head.weight.shape))
+    head_key = opened.config.ensemble.head
+    if head_key.endswith(".safetensors"):
+        heads[head_key] = load_head(Path(head_key), tuple(opened.source.original_head.weight.shape))
+    elif head_key not in heads and "paper" not in heads:
+        raise NolbError(f"{opened.run_dir}: no stage-2 head under retrain/heads/; run 'nolb retrain "
+                        f"{opened.run_dir}' first, or set ensemble.head=FILE.safetensors")
+    record = read_json(record_path) if record_path.is_file() else {}
+    criterion, _ = selection_criterion(opened.source, opened.config.retrain)
+    stage3 = run_stage3(opened.source, heads, opened.config.ensemble, criterion, run_dir=None)
+    if stage3.ensemble is not None:
+        from nolb.retrain.ensemble_io import save_ensemble
+        from nolb.retrain.final_model import write_final_model
+
+        stage3.ensemble_path = out / "ensemble.safetensors"
+        save_ensemble(stage3.ensemble_path, stage3.ensemble, opened.architecture, overwrite=overwrite)
+        if out == opened.run_dir / "ensemble":
+            stage3.final_path = write_final_model(opened.run_dir, stage3.final, opened.checkpoint)
+        if opened.source.has("val"):  # issue 20: (T1, T2) map + calibration plots
+            write_ensemble_plots(opened.source, stage3.ensemble, opened.config.ensemble, out)
+    _, report = write_stage_report(opened, heads, record, stage3, out / "report")
+    return stage3, report
+
+
+@dataclass
+class OpenedRun:
+    """A finished stage-1 run ready for stages 2-3."""
+
+    run_dir: Path
+    config: Any
+    source: FeatureSource
+    architecture: dict
+    checkpoint: str
+    title: str
+
+
+def open_run(target: Path, config: Any = None, *, device: str | None = None, out: Path | None = None) -> OpenedRun:
+    """Open a finished run (or a checkpoint file with ``config``) for stages 2-3.
+
+    A run directory gives its model and data; ``config`` then only supplies the
+    ``retrain``/``ensemble`` sections (default: the run's own) and the features are cached
+    in ``RUN/retrain/features``.  A checkpoint file needs ``config`` (its ``model.name`` and
+    data).  With ``out`` the features go to ``OUT/features`` (a checkpoint's default ``out``:
+    ``retrain-<file>``).
+    """
+    from nolb.engine.components import resolve_device
+    from nolb.retrain.model_loading import load_run_or_checkpoint
+
+    loaded = load_run_or_checkpoint(target, config=config)
+    config = config if config is not None else loaded.config
+    r = config.retrain
+    run_dir = loaded.run_dir if loaded.run_dir is not None else (out or Path(f"retrain-{target.stem}"))
+    cache = (out or run_dir) / "features" if out is not None or loaded.run_dir is None else run_dir / "retrain" / "features"
+    source = FeatureSource(loaded.model, loaded.data, classifier=loaded.classifier, views=r.views, cache_dir=cache,
+                           batch_size=max(config.train.eval_batch_size, 1),
+                           device=resolve_device(device or config.train.device), seed=r.seed, shift_bn=r.shift_bn)
+    checkpoint = "checkpoints/best.json" if (run_dir / "checkpoints" / "best.json").is_file() else "checkpoints/last.json"
+    title = f"{loaded.config.data.name}: {loaded.config.model.name} + {loaded.config.loss.name} base"
+    return OpenedRun(run_dir, config, source, loaded.architecture, checkpoint, title)
+
+
+def load_head(path: Path, shape: tuple[int, int]) -> nn.Linear:
+    """A stage-2 head file (``weight``/``bias`` safetensors) checked against the run's (C, D)."""
+    from nolb.io import load_safetensors
+
+    if not path.is_file():
+        raise NolbError(f"{path}: no such head file")
+    tensors, _ = load_safetensors(path)
+    if set(tensors) != {"weight", "bias"}:
+        raise NolbError(f"{path}: not a stage-2 head (expected tensors 'weight' and 'bias', found {sorted(tensors)})")
+    if tuple(tensors["weight"].shape) != shape:
+        raise NolbError(f"{path}: head of shape {tuple(tensors['weight'].shape)} (classes, features) does not fit "
+                        f"the run's model, which needs {shape}")
+    head = nn.Linear(shape[1], shape[0])
+    head.load_state_dict(tensors)
+    return head.eval().requires_grad_(False)
+
+
+def load_heads(folder: Path, shape: tuple[int, int]) -> dict[str, nn.Linear]:
+    """Every ``<key>.safetensors`` head of a run's ``retrain/heads`` folder."""
+    return {path.stem: load_head(path, shape) for path in sorted(folder.glob("*.safetensors"))}
+
+
+def _online_stage2(opened: OpenedRun) -> Stage2Result:
+    from nolb.retrain.api import train_online
+    from nolb.retrain.settings import HeadSettings
+
+    trained = train_online(opened.source, HeadSettings.from_config(opened.config.retrain))
+    trained.details["budget"] = "untuned (the paper's recipe)"
+    return Stage2Result(heads={"paper": trained}, record={"heads": {"paper": trained.describe()}, "mode": "online"})
 
 
 @torch.no_grad()
-def _test_reports(source: FeatureSource, stage2: Stage2Result, ensemble: Any, method: str) -> dict:
-    test = source.split("test")  # the first and only read of the test split
+def write_stage_report(opened: OpenedRun, heads: dict[str, nn.Module], record: dict, stage3: Stage3Result | None,
+                       out: Path) -> tuple[dict, ReportFiles]:
+    """The test report of every head (and the ensemble): the first and only read of the test split."""
+    source = opened.source
+    test = source.split("test")
+    method = record.get("heads", {}).get("paper", {}).get("settings", {}).get("method", opened.config.retrain.method)
+    names = {**ROW_NAMES, "paper": PAPER_ROW.get(method, method)}
     scores = {"base": head_logits(source.original_head, test.features)}
-    scores[PAPER_ROW.get(method, method)] = head_logits(stage2.heads["paper"].head, test.features)
-    if "nolb" in stage2.heads:
-        scores["nolb (val-tuned GML)"] = head_logits(stage2.heads["nolb"].head, test.features)
-    if ensemble is not None:
-        scores["ensemble"] = ensemble.forward_heads(test.features.float())
-    for key, head in stage2.heads.items():
-        if key not in ("paper", "nolb"):
-            scores[PAPER_ROW[key]] = head_logits(head.head, test.features)
-    return reports_from_scores(scores, test.labels, source.num_classes, train_counts=source.class_counts.numpy(),
+    for key in ("paper", "nolb"):
+        if key in heads:
+            scores[names[key]] = head_logits(heads[key], test.features)
+    if stage3 is not None and stage3.ensemble is not None:
+        scores["ensemble"] = stage3.ensemble.forward_heads(test.features.float())
+    for key, head in heads.items():
+        if key not in ("paper", "nolb") and key in PAPER_ROW:
+            scores[PAPER_ROW[key]] = head_logits(head, test.features)
+    rows = reports_from_scores(scores, test.labels, source.num_classes, train_counts=source.class_counts.numpy(),
                                class_names=list(getattr(source.data, "class_names", None) or []) or None)
+    files = write_report(rows, out, title=opened.title, notes=report_notes(record, stage3, names))
+    return rows, files
 
 
-def _notes(stage2: Stage2Result, config: Any, choice: Any, ensemble_key: str | None) -> list[str]:
+def report_notes(record: dict, stage3: Stage3Result | None, names: dict) -> list[str]:
+    """One line per row: what it was allowed to tune (its budget), what it chose; then the final model."""
     notes = []
-    paper = stage2.heads["paper"].settings
-    notes.append(f"paper head: {paper.method}, prior strength {paper.prior_strength}, lr {paper.lr}, "
-                 f"{paper.epochs} epochs, {paper.sampler} sampling, init {paper.init}")
-    if "nolb" in stage2.heads:
-        nolb = stage2.heads["nolb"]
-        notes.append(f"nolb head (chosen on validation): prior strength {nolb.settings.prior_strength}, "
-                     f"lr {nolb.settings.lr}, {nolb.settings.sampler} sampling, best epoch {nolb.best_epoch} "
-                     f"of {nolb.settings.epochs}")
-    if "tau_norm" in stage2.heads:
-        notes.append(f"tau-norm: tau {stage2.heads['tau_norm'].details['tau']} (chosen on validation)")
-    if ensemble_key is not None:
-        how = "chosen on validation" if choice is not None else "fixed"
-        t1, t2 = (choice.t1, choice.t2) if choice is not None else (config.ensemble.t1, config.ensemble.t2)
-        notes.append(f"ensemble: original head + {ensemble_key} head, T1 {t1}, T2 {t2} ({how}), "
-                     f"{config.ensemble.space}-space average")
+    if record.get("criterion"):
+        notes.append(f"selection rule (every tuned row): {record['criterion']}")
+    for key, head in record.get("heads", {}).items():
+        s = head["settings"]
+        chosen = f"{s['method']}, lr {s['lr']}, {s['epochs']} epochs, {s['sampler']} sampling, init {s['init']}"
+        if s["method"] == "gml":
+            chosen += f", prior strength {s['prior_strength']}" + "".join(f", {k} {v}" for k, v in s["loss_options"].items())
+        if head.get("tau") is not None:
+            chosen = f"tau {head['tau']}"
+        elif head.get("best_epoch") is not None and key != "paper":
+            chosen += f", best epoch {head['best_epoch']}"
+        notes.append(f"{names.get(key, key)}: {chosen} (budget: {head.get('budget', 'n/a')})")
+    if stage3 is not None and stage3.ensemble is not None:
+        ens = stage3.ensemble
+        how = "chosen on validation" if stage3.temperatures is not None else "fixed"
+        notes.append(f"ensemble: original head + {stage3.head_key} head, T1 {ens.t1}, T2 {ens.t2} ({how}), "
+                     f"{ens.space}-space average")
+    if stage3 is not None:
+        notes.append(f"final model: {stage3.final.candidate} ({stage3.final.reason}; rule: {stage3.final.rule})")
     notes.append("intervals: 95% stratified bootstrap over test images (1000 resamples)")
     return notes
 

@@ -16,7 +16,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from nolb.retrain.scoring import ValScore, head_logits, validation_score
+from nolb.retrain.scoring import Criterion, ValScore, head_logits, validation_score
 
 DEFAULT_TAU_GRID = tuple(round(0.1 * i, 1) for i in range(21))  # 0.0, 0.1, ..., 2.0
 
@@ -46,17 +46,22 @@ def select_tau(
     val_labels: torch.Tensor,
     num_classes: int,
     grid: Sequence[float] = DEFAULT_TAU_GRID,
+    criterion: Criterion | None = None,
 ) -> tuple[float, ValScore, list[dict]]:
-    """Choose tau on the validation split (maximise HM, ties AM, then the smaller tau).
+    """Choose tau on the validation split by ``criterion`` (default: arg-max HM, ties AM),
+    ties to the smaller tau.
 
     Returns:
         (tau, its validation score, one dict per candidate).
     """
+    criterion = criterion or Criterion(num_classes, soft=False)
     table = []
-    best: tuple[ValScore, float] | None = None
+    best = None
     for tau in grid:
-        score = validation_score(head_logits(tau_normalized_head(head, tau), val_features), val_labels, num_classes)
+        logits = head_logits(tau_normalized_head(head, tau), val_features)
+        key = criterion.key(logits, val_labels)
+        score = validation_score(logits, val_labels, num_classes)
         table.append({"tau": float(tau), **score.to_dict()})
-        if best is None or score > best[0]:
-            best = (score, float(tau))
-    return best[1], best[0], table
+        if best is None or key > best[0]:
+            best = (key, float(tau), score)
+    return best[1], best[2], table

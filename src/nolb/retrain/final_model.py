@@ -1,0 +1,76 @@
+"""Which model a run hands over: the validated best of the candidates it built.
+
+The candidates are the stage-1 model (``base``), the stage-2 heads on its backbone
+(``nolb``, ``paper``) and the stage-3 ensemble, in that order of preference on ties.  Each
+is scored on the validation split by the run's rule (:class:`~nolb.retrain.scoring.Criterion`:
+the accuracy guard, then HM, then AM) on the arg-max recall: the soft recall is not
+comparable between models whose temperatures differ.  ``RUN/final_model.json`` records the
+choice for the tools that load "the model of a run":
+
+    {"candidate": "nolb", "kind": "head",
+     "files": {"model": "checkpoints/best.safetensors", "head": "retrain/heads/nolb.safetensors"},
+     "rule": "...", "reason": "...", "val": {"base": {...}, "nolb": {...}, ...}}
+
+``kind`` is ``base`` (files: model), ``head`` (files: model + head: the stage-1 model with
+its classifier replaced by the head) or ``ensemble`` (files: ensemble, one file holding
+backbone and both heads).  Paths are relative to the run directory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from nolb.io import write_json
+from nolb.retrain.scoring import Criterion, validation_score
+
+PREFERENCE = ("nolb", "ensemble", "paper", "base")
+
+
+@dataclass
+class FinalChoice:
+    """The chosen candidate, why, and every candidate's validation score."""
+
+    candidate: str
+    reason: str
+    rule: str
+    val: dict = field(default_factory=dict)
+
+
+def choose_final(val_scores: dict[str, torch.Tensor], labels: torch.Tensor, criterion: Criterion) -> FinalChoice:
+    """The candidate whose validation scores rank best (ties: :data:`PREFERENCE` order).
+
+    Args:
+        val_scores: candidate name -> (N, C) validation logits or log-probabilities.
+        labels: (N,) validation labels.
+        criterion: the run's rule (its accuracy guard is kept; the ranking uses arg-max recall).
+    """
+    rule = Criterion(criterion.num_classes, soft=False, accuracy_floor=criterion.accuracy_floor)
+    names = sorted(val_scores, key=lambda name: PREFERENCE.index(name) if name in PREFERENCE else len(PREFERENCE))
+    keys = {name: rule.key(val_scores[name], labels) for name in names}
+    best = max(names, key=lambda name: (*keys[name], -names.index(name)))
+    scores = {name: validation_score(val_scores[name], labels, criterion.num_classes).to_dict() for name in names}
+    others = [name for name in names if name != best]
+    runner = max(others, key=lambda name: (*keys[name], -names.index(name))) if others else None
+    reason = f"best on validation: HM {scores[best]['hm']:.2%}, AM {scores[best]['am']:.2%}"
+    if runner is not None:
+        reason += f" (next: {runner}, HM {scores[runner]['hm']:.2%}, AM {scores[runner]['am']:.2%})"
+    if not keys[best][0]:
+        reason += "; no candidate kept the validation accuracy guard"
+    return FinalChoice(best, reason, rule.describe(), scores)
+
+
+def write_final_model(run_dir: Path, choice: FinalChoice, checkpoint: str) -> Path:
+    """Write ``RUN/final_model.json`` (see the module docstring) and return its path."""
+    if choice.candidate == "ensemble":
+        kind, files = "ensemble", {"ensemble": "ensemble/ensemble.safetensors"}
+    elif choice.candidate == "base":
+        kind, files = "base", {"model": checkpoint}
+    else:
+        kind, files = "head", {"model": checkpoint, "head": f"retrain/heads/{choice.candidate}.safetensors"}
+    path = Path(run_dir) / "final_model.json"
+    write_json(path, {"candidate": choice.candidate, "kind": kind, "files": files, "rule": choice.rule,
+                      "reason": choice.reason, "val": choice.val})
+    return path
