@@ -71,3 +71,17 @@ def _predictions_as_reported(module, x):
         rounded = DeployedClassifier(torch.nn.Identity(), module.original_head, module.new_head, module.t1, module.t2,
                                      module.space)
         return rounded(features).argmax(1)
+
+
+@pytest.fixture(scope="session")
+def ensemble_run(digits_run, tmp_path_factory) -> Path:
+    """A copy of ``digits_run`` whose declared final model is its ensemble (whatever validation
+    chose), for the tests of the two-head file, its export and its CSV columns."""
+    import json
+    import shutil
+
+    run = tmp_path_factory.mktemp("deploy-ensemble") / "run"
+    shutil.copytree(digits_run, run)
+    (run / "final_model.json").write_text(json.dumps(
+        {"candidate": "ensemble", "kind": "ensemble", "files": {"ensemble": "ensemble/ensemble.safetensors"}}))
+    return run
