@@ -1,0 +1,15 @@
+"""scikit-learn's own estimator checks for the nolb estimators."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("sklearn")
+from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
+
+from nolb.estimators.linear_head import BalancedRefitClassifier, GMLClassifier  # noqa: E402
+
+
+@parametrize_with_checks([GMLClassifier(), BalancedRefitClassifier()])
+def test_sklearn_compatible(estimator, check):
+    check(estimator)
