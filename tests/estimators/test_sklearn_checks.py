@@ -8,8 +8,9 @@ pytest.importorskip("sklearn")
 from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 
 from nolb.estimators.linear_head import BalancedRefitClassifier, GMLClassifier  # noqa: E402
+from nolb.estimators.posthoc import LogitAdjustedClassifier, TauNormClassifier  # noqa: E402
 
 
-@parametrize_with_checks([GMLClassifier(), BalancedRefitClassifier()])
+@parametrize_with_checks([GMLClassifier(), BalancedRefitClassifier(), LogitAdjustedClassifier(), TauNormClassifier()])
 def test_sklearn_compatible(estimator, check):
     check(estimator)

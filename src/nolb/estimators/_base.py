@@ -17,6 +17,8 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from nolb.errors import NolbError
 
+_CHUNK = 16384  # rows scored at a time
+
 
 class ScoreClassifier(ClassifierMixin, BaseEstimator):
     """Base class: predictions from ``_class_scores``; helpers for ``fit``."""
@@ -93,7 +95,11 @@ class ScoreClassifier(ClassifierMixin, BaseEstimator):
     def _checked_scores(self, X: Any) -> np.ndarray:
         check_is_fitted(self)
         X = validate_data(self, X, dtype=[np.float32, np.float64], reset=False)
-        return self._class_scores(np.asarray(X, dtype=np.float32))
+        # float64 in row chunks: a row's scores do not depend on the other rows (float32
+        # BLAS kernels round differently for different batch shapes), memory stays bounded.
+        chunks = [self._class_scores(np.asarray(X[i : i + _CHUNK], dtype=np.float64))
+                  for i in range(0, X.shape[0], _CHUNK)]
+        return np.concatenate(chunks) if chunks else np.empty((0, self.classes_.size))
 
     def decision_function(self, X: Any) -> np.ndarray:
         """Raw class scores (logits), shape (n_samples, n_classes); (n_samples,) for two

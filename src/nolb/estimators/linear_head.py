@@ -80,7 +80,7 @@ class _LinearHeadClassifier(ScoreClassifier):
         return self
 
     def _class_scores(self, X: np.ndarray) -> np.ndarray:
-        return X @ self.coef_.T + self.intercept_
+        return X @ self.coef_.T.astype(X.dtype) + self.intercept_.astype(X.dtype)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
