@@ -15,6 +15,7 @@ _LAZY = {
     "retrain_classifier": "nolb.retrain.api",
     "Ensemble": "nolb.retrain.ensemble",
     "GMLClassifier": "nolb.estimators.linear_head",
+    "scorers": "nolb.metrics.scorers",
 }
 
 __all__ = ["__version__", *_LAZY]
