@@ -45,7 +45,7 @@ class ScoreClassifier(ClassifierMixin, BaseEstimator):
         codes = np.clip(codes, 0, self.classes_.size - 1)
         unknown = self.classes_[codes] != y
         if np.any(unknown):
-            raise NolbError(f"{what}: label {y[np.flatnonzero(unknown)[0]]!r} does not occur in the training labels")
+            raise NolbError(f"{what}: label {y[np.flatnonzero(unknown)[0]].tolist()!r} does not occur in the training labels")
         return codes.astype(np.int64)
 
     def _validation_data(self, X_val: Any, y_val: Any, eval_set: Any) -> tuple[np.ndarray, np.ndarray] | None:
