@@ -11,7 +11,7 @@ from sklearn.preprocessing import StandardScaler
 
 from nolb import GMLClassifier
 from nolb.errors import NolbError
-from nolb.estimators import BalancedRefitClassifier, LogitAdjustedClassifier, TauNormClassifier
+from nolb.estimators import BalancedRefitClassifier, LinearHeadClassifier, LogitAdjustedClassifier, TauNormClassifier
 from nolb.losses import build_loss
 from nolb.retrain.head_training import fit_head, linear_head_from
 
@@ -125,3 +125,18 @@ def test_tau_norm_and_crt_fit_and_predict():
     crt = BalancedRefitClassifier(epochs=5, lr=0.1).fit(X, y)
     assert crt.head_settings_["sampler"] == "class_balanced" and crt.head_settings_["method"] == "crt"
     assert crt.score(Xv, yv) > 0.5
+
+
+def test_init_from_a_given_head_with_standardisation():
+    """Starting from a head gives that head's scores before training (lr tiny, 1 step)."""
+    X, y = long_tailed_blobs()
+    rng = np.random.default_rng(3)
+    coef, intercept = rng.normal(size=(4, X.shape[1])), rng.normal(size=4)
+    clf = GMLClassifier(init_coef=coef, init_intercept=intercept, lr=1e-9, epochs=1, batch_size=len(y)).fit(X * 7 + 2, y)
+    np.testing.assert_allclose(clf.coef_, coef, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(clf.intercept_, intercept, rtol=1e-4, atol=1e-4)
+    logits = X[:, :4]
+    ident = LinearHeadClassifier(method="bsce", init_coef="identity", lr=1e-9, epochs=1).fit(logits, y)
+    np.testing.assert_allclose(ident.decision_function(logits), logits, rtol=1e-4, atol=1e-4)
+    with pytest.raises(NolbError, match="identity"):
+        GMLClassifier(init_coef="identity", epochs=1).fit(X, y)

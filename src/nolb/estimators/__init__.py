@@ -14,6 +14,7 @@ import importlib
 _LAZY = {
     "GMLClassifier": "nolb.estimators.linear_head",
     "BalancedRefitClassifier": "nolb.estimators.linear_head",
+    "LinearHeadClassifier": "nolb.estimators.linear_head",
     "LogitAdjustedClassifier": "nolb.estimators.posthoc",
     "TauNormClassifier": "nolb.estimators.posthoc",
     "retrain_feature_files": "nolb.estimators.feature_files",

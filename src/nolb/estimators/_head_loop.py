@@ -51,6 +51,7 @@ def fit_linear_head(
     lrs: Sequence[float] = (0.02, 0.1),
     samplers: Sequence[str] = ("instance", "class_balanced"),
     criterion: str = "soft_hm",
+    init_head: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> FittedHead:
     """Train one linear head with stage 2's loop, or choose its settings on validation.
 
@@ -60,12 +61,14 @@ def fit_linear_head(
         class_counts: (C,) int64 training counts n_c (GML's / BSCE's prior).
         settings: ``HeadSettings`` fields (``method``, ``prior_strength``, ``lr``, ``epochs``,
             ``batch_size``, ``weight_decay``, ``momentum``, ``sampler``, ``init``, ``seed``,
-            ``matmul_dtype``); ``init`` must be ``"fresh"`` (there is no original head).
+            ``matmul_dtype``).
         val_features, val_labels: the validation split (scores the head; needed by ``select``).
         select: choose GML's prior strength, lr, sampler and epoch on validation with the
             pipeline's rule (``select_head``: soft HM, then soft AM; no accuracy guard,
             since a bare feature matrix has no base model to compare with).
         prior_strengths, lrs, samplers, criterion: the candidates and criterion of ``select``.
+        init_head: (coef (C, D), intercept (C,)) to start from (stage 2's ``init="original"``);
+            None: a fresh head.
 
     Returns:
         A :class:`FittedHead`.
@@ -74,6 +77,13 @@ def fit_linear_head(
     from nolb.retrain.head_methods import HeadSettings, train_head
     from nolb.retrain.selection import select_head
 
+    original = None
+    if init_head is not None:
+        original = torch.nn.Linear(init_head[0].shape[1], init_head[0].shape[0])
+        with torch.no_grad():
+            original.weight.copy_(torch.as_tensor(init_head[0], dtype=torch.float32))
+            original.bias.copy_(torch.as_tensor(init_head[1], dtype=torch.float32))
+        settings = {**settings, "init": "original"}
     head_settings = HeadSettings(**settings)
     train = FeatureSplit(features, labels, int(labels.numel()))
     val = None
@@ -82,12 +92,12 @@ def fit_linear_head(
     table: list[dict] = []
     if select:
         selection = select_head(
-            head_settings, train, val, class_counts, None, prior_strengths=tuple(prior_strengths), lrs=tuple(lrs),
+            head_settings, train, val, class_counts, original, prior_strengths=tuple(prior_strengths), lrs=tuple(lrs),
             samplers=tuple(samplers), base_val_score=None, criterion=criterion,
         )
         trained, table = selection.best, selection.table
     else:
-        trained = train_head(head_settings, train, class_counts, None, val)
+        trained = train_head(head_settings, train, class_counts, original, val)
     head = trained.head
     return FittedHead(
         coef=head.weight.detach().cpu().numpy().astype(np.float32, copy=True),

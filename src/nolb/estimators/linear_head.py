@@ -47,7 +47,7 @@ class _LinearHeadClassifier(ScoreClassifier):
         seed = self.random_state if isinstance(self.random_state, (int, np.integer)) else (
             np.random.default_rng(self.random_state).integers(2**31) if self.random_state is not None else 0)
         settings = {
-            "method": self._method, "prior_strength": float(self.prior_strength), "lr": float(self.lr),
+            "method": getattr(self, "method", self._method), "prior_strength": float(self.prior_strength), "lr": float(self.lr),
             "epochs": int(self.epochs), "batch_size": int(self.batch_size), "weight_decay": float(self.weight_decay),
             "momentum": float(self.momentum), "sampler": self.sampler, "init": "fresh", "seed": int(seed),
             "matmul_dtype": self.matmul_dtype,
@@ -64,7 +64,8 @@ class _LinearHeadClassifier(ScoreClassifier):
                     "samplers": tuple(self.select_samplers), "criterion": self.selection_criterion}
         fitted = fit_linear_head(
             torch.from_numpy(_apply(X, mean, scale)), torch.from_numpy(codes), torch.from_numpy(counts), settings,
-            val_features=val_x, val_labels=val_y, select=select, **grid,
+            val_features=val_x, val_labels=val_y, select=select, init_head=self._initial_head(X.shape[1], mean, scale),
+            **grid,
         )
         coef, intercept = fitted.coef, fitted.intercept
         if mean is not None:  # fold the standardisation into the head: scores = X coef^T + intercept
@@ -78,6 +79,31 @@ class _LinearHeadClassifier(ScoreClassifier):
         self.val_score_ = fitted.val_score
         self.selection_table_ = fitted.selection_table
         return self
+
+    def _initial_head(self, num_features: int, mean, scale) -> tuple[np.ndarray, np.ndarray] | None:
+        """``init_coef``/``init_intercept`` as a head on the (standardised) training features."""
+        init = getattr(self, "init_coef", None)
+        if init is None:
+            return None
+        num_classes = self.classes_.size
+        if isinstance(init, str):
+            if init != "identity" or num_features != num_classes:
+                raise NolbError(f"{type(self).__name__}: init_coef={init!r}; the only name is 'identity', for X holding "
+                                f"one score per class ({num_classes} columns, got {num_features})")
+            coef = np.eye(num_classes, dtype=np.float64)
+        else:
+            coef = np.asarray(init, dtype=np.float64)
+            if coef.shape != (num_classes, num_features):
+                raise NolbError(f"{type(self).__name__}: init_coef has shape {coef.shape}, "
+                                f"expected ({num_classes}, {num_features})")
+        given = getattr(self, "init_intercept", None)
+        intercept = np.zeros(num_classes) if given is None else np.asarray(given, np.float64)
+        if intercept.shape != (num_classes,):
+            raise NolbError(f"{type(self).__name__}: init_intercept has shape {intercept.shape}, expected ({num_classes},)")
+        if mean is not None:  # the same scores on standardised features
+            intercept = intercept + coef @ mean
+            coef = coef * scale
+        return coef.astype(np.float32), intercept.astype(np.float32)
 
     def _class_scores(self, X: np.ndarray) -> np.ndarray:
         return X @ self.coef_.T.astype(X.dtype) + self.intercept_.astype(X.dtype)
@@ -102,6 +128,10 @@ class GMLClassifier(_LinearHeadClassifier):
             still apply to the raw features).
         class_counts: the training counts n_c of GML's prior, in ``classes_`` order or as a
             ``{label: count}`` dict; default: counted from ``y``.
+        init_coef, init_intercept: start from this linear head ((C, D) weights in
+            ``classes_`` order, (C,) bias; stage 2's ``init="original"``), e.g. the
+            classifier that produced the features; ``"identity"`` when ``X`` holds one
+            score per class (a model's logits).  Default: a fresh head.
         select: "auto" (default) chooses tau, lr, sampler and epoch on the validation split
             when one is passed to ``fit`` and trains the given settings otherwise; True
             requires a validation split; False never selects.
@@ -129,6 +159,8 @@ class GMLClassifier(_LinearHeadClassifier):
         sampler: str = "instance",
         standardize: bool = True,
         class_counts: Any = None,
+        init_coef: Any = None,
+        init_intercept: Any = None,
         select: Any = "auto",
         select_prior_strengths: tuple = (0.0, 0.5, 1.0),
         select_lrs: tuple = (0.02, 0.1),
@@ -146,6 +178,8 @@ class GMLClassifier(_LinearHeadClassifier):
         self.sampler = sampler
         self.standardize = standardize
         self.class_counts = class_counts
+        self.init_coef = init_coef
+        self.init_intercept = init_intercept
         self.select = select
         self.select_prior_strengths = select_prior_strengths
         self.select_lrs = select_lrs
@@ -160,6 +194,39 @@ class GMLClassifier(_LinearHeadClassifier):
             raise NolbError(f"GMLClassifier: select={self.select!r}, expected 'auto', True or False")
         has_val = eval_set is not None or X_val is not None or y_val is not None
         return self._fit_head(X, y, X_val, y_val, eval_set, select=bool(self.select is True or (self.select == "auto" and has_val)))
+
+
+class LinearHeadClassifier(_LinearHeadClassifier):
+    """A linear head trained by stage 2's loop with another loss: ``method`` is ``"gml"``,
+    ``"bsce"`` (Balanced Softmax CE), ``"ce"`` or ``"crt"`` (CE; pair it with
+    ``sampler="class_balanced"``).  No selection (a validation split only scores the head);
+    the other parameters are :class:`GMLClassifier`'s (``prior_strength`` is GML's only).
+    """
+
+    def __init__(self, method: str = "ce", lr: float = 0.02, epochs: int = 10, batch_size: int = 128,
+                 weight_decay: float = 2e-4, momentum: float = 0.9, sampler: str = "instance",
+                 standardize: bool = True, class_counts: Any = None, init_coef: Any = None,
+                 init_intercept: Any = None, prior_strength: float = 1.0, matmul_dtype: str = "float32",
+                 random_state: Any = 0) -> None:
+        self.method = method
+        self.lr = lr
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.weight_decay = weight_decay
+        self.momentum = momentum
+        self.sampler = sampler
+        self.standardize = standardize
+        self.class_counts = class_counts
+        self.init_coef = init_coef
+        self.init_intercept = init_intercept
+        self.prior_strength = prior_strength
+        self.matmul_dtype = matmul_dtype
+        self.random_state = random_state
+
+    def fit(self, X: Any, y: Any, X_val: Any = None, y_val: Any = None, eval_set: Any = None) -> "LinearHeadClassifier":
+        if self.method not in ("gml", "bsce", "ce", "crt"):
+            raise NolbError(f"LinearHeadClassifier: method {self.method!r}, expected gml, bsce, ce or crt")
+        return self._fit_head(X, y, X_val, y_val, eval_set, select=False)
 
 
 class BalancedRefitClassifier(_LinearHeadClassifier):
