@@ -46,10 +46,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", metavar="DIR", help="output folder (default RUN_DIR/retrain)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs (cached features are kept)")
+    # --- feature-file mode (issue 17, nolb.cli.retrain_features) ---
+    from nolb.cli.retrain_features import add_feature_arguments
+
+    add_feature_arguments(parser)
+    # --- end feature-file mode ---
     parser.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
+    if getattr(args, "features", None):  # feature-file mode (issue 17)
+        from nolb.cli.retrain_features import run_features
+
+        return run_features(args)
     from nolb.retrain.api import recipe_defaults, train_on_source
     from nolb.retrain.feature_source import FeatureSource
     from nolb.retrain.head_methods import HeadSettings, baseline_settings
