@@ -137,6 +137,9 @@ def study(model: str, folder: Path, command: list[str]) -> dict:
         for attribute in ("tau_", "head_settings_", "best_epoch_", "val_score_"):
             if hasattr(estimator, attribute):
                 row[attribute.rstrip("_")] = getattr(estimator, attribute)
+        if getattr(estimator, "selection_table_", None):  # the val_lt scores the rule ranked
+            row["val_selection_best"] = max(estimator.selection_table_,
+                                            key=lambda r: (r["feasible"], r["soft_hm"], r["soft_am"]))
         rows[name] = row
     default = "nolb default: GMLClassifier()"
     differences = {f"{a} - {b}": paired_difference(yt, predictions[a], predictions[b], rng)
@@ -189,8 +192,11 @@ def section(results: dict[str, dict]) -> str:
             if "head_settings" in row and name.startswith(("nolb", "GMLClassifier")):
                 s = row["head_settings"]
                 chosen = f"tau {s['prior_strength']:g}, lr {s['lr']:g}, {s['sampler']}, epoch {row['best_epoch']}"
+                if "val_selection_best" in row:
+                    best = row["val_selection_best"]
+                    chosen += f" (val_lt soft HM {best['soft_hm']:.3f}, soft AM {best['soft_am']:.3f}, HM {pct(best['hm'])})"
             lines.append(f"| {name} | {cell(r, 'am')} | {cell(r, 'hm')} | {cell(r, 'gm')} | {cell(r, 'lowest')} | "
-                         f"{r['num_zero']} [{z[0]:g}, {z[1]:g}] | {chosen} |")
+                         f"{r['num_zero']} [{z[0]:.0f}, {z[1]:.0f}] | {chosen} |")
         lines += ["", "Paired differences (same bootstrap resamples for both rows; points, 95% interval):", ""]
         for pair, diff in result["paired_differences"].items():
             parts = [f"{key} {diff[key]['value'] * (1 if key == 'num_zero' else 100):+.1f} "
@@ -203,7 +209,7 @@ def section(results: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-FINDINGS = """<!-- findings: written by hand from the tables above; the script keeps this text -->"""
+FINDINGS = "<!-- findings: results/cifar100lt_logits/FINDINGS.md, written by hand from the tables above -->"
 
 
 def write_section(results: dict[str, dict]) -> None:
