@@ -140,6 +140,12 @@ class GMLClassifier(_LinearHeadClassifier):
         matmul_dtype: ``"float32"`` or ``"bfloat16"`` (faster on AMX CPUs).
         random_state: seeds the initialisation and the row order.
 
+    When ``X`` holds a model's own logits, start from the model (``init_coef="identity"``):
+    on three CIFAR-100-LT models a fresh head fitted on their training outputs lifted HM and
+    the zero-recall classes over the base but stayed behind post-hoc logit adjustment (CE
+    model) or lost 4-6 points of AM (balanced-loss models), while model-started heads were
+    level with it (docs/QUALITY.md, "Many classes", by experiments/cifar100_logits_study.py).
+
     Attributes:
         classes_, n_features_in_, coef_ (C, D), intercept_ (C,), class_counts_,
         head_settings_ (the settings of the kept head), best_epoch_, val_score_ (the
