@@ -140,3 +140,12 @@ def test_init_from_a_given_head_with_standardisation():
     np.testing.assert_allclose(ident.decision_function(logits), logits, rtol=1e-4, atol=1e-4)
     with pytest.raises(NolbError, match="identity"):
         GMLClassifier(init_coef="identity", epochs=1).fit(X, y)
+
+
+def test_grid_search_passes_the_validation_split_through():
+    X, y = long_tailed_blobs()
+    Xv, yv = long_tailed_blobs(1, counts=(20, 20, 20, 20))
+    search = GridSearchCV(GMLClassifier(epochs=2, select_samplers=("instance",), select_prior_strengths=(1.0,)),
+                          {"batch_size": [32, 64]}, cv=2)
+    search.fit(X, y, X_val=Xv, y_val=yv)
+    assert len(search.best_estimator_.selection_table_) == 2  # the lr candidates, chosen on (Xv, yv)
