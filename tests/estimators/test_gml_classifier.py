@@ -149,3 +149,12 @@ def test_grid_search_passes_the_validation_split_through():
                           {"batch_size": [32, 64]}, cv=2)
     search.fit(X, y, X_val=Xv, y_val=yv)
     assert len(search.best_estimator_.selection_table_) == 2  # the lr candidates, chosen on (Xv, yv)
+
+
+def test_random_state_forms():
+    X, y = long_tailed_blobs()
+    a = GMLClassifier(epochs=1, random_state=5).fit(X, y)
+    b = GMLClassifier(epochs=1, random_state=np.random.RandomState(1)).fit(X, y)
+    c = GMLClassifier(epochs=1, random_state=5).fit(X, y)
+    np.testing.assert_array_equal(a.coef_, c.coef_)
+    assert a.head_settings_["seed"] == 5 and 0 <= b.head_settings_["seed"] < 2**31

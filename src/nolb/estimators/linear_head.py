@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from sklearn.utils import check_random_state
 
 from nolb.errors import NolbError
 from nolb.estimators._base import ScoreClassifier
@@ -45,7 +46,7 @@ class _LinearHeadClassifier(ScoreClassifier):
             raise NolbError(f"{type(self).__name__}: sampler {self.sampler!r}, expected one of {SAMPLERS}")
         mean, scale = _standardisation(X) if self.standardize else (None, None)
         seed = self.random_state if isinstance(self.random_state, (int, np.integer)) else (
-            np.random.default_rng(self.random_state).integers(2**31) if self.random_state is not None else 0)
+            check_random_state(self.random_state).randint(2**31 - 1))
         settings = {
             "method": getattr(self, "method", self._method), "prior_strength": float(self.prior_strength), "lr": float(self.lr),
             "epochs": int(self.epochs), "batch_size": int(self.batch_size), "weight_decay": float(self.weight_decay),
@@ -138,7 +139,8 @@ class GMLClassifier(_LinearHeadClassifier):
         select_prior_strengths, select_lrs, select_samplers, selection_criterion: the
             candidates and criterion of the selection (stage 2's ``select_head``).
         matmul_dtype: ``"float32"`` or ``"bfloat16"`` (faster on AMX CPUs).
-        random_state: seeds the initialisation and the row order.
+        random_state: seeds the initialisation and the row order (an int, a
+            ``numpy.random.RandomState`` or None, as in scikit-learn).
 
     When ``X`` holds a model's own logits, start from the model (``init_coef="identity"``):
     on three CIFAR-100-LT models a fresh head fitted on their training outputs lifted HM and
