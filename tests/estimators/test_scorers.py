@@ -70,3 +70,14 @@ def test_bad_input_is_one_line_error():
         scorers.hm_score([0, 1], [0])
     with pytest.raises(nolb.errors.NolbError, match="expected one of"):
         scorers.make_scorer("accuracy")
+
+
+def test_imports_stay_light():
+    """`import nolb`, `nolb.metrics` and `nolb.metrics.scorers` do not load scikit-learn."""
+    import subprocess
+    import sys
+
+    code = ("import sys, nolb, nolb.metrics, nolb.metrics.scorers, nolb.estimators; "
+            "assert 'sklearn' not in sys.modules, 'sklearn imported'; "
+            "nolb.GMLClassifier; assert 'sklearn' in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)
