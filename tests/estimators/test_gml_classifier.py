@@ -51,7 +51,8 @@ def test_standardisation_is_folded_into_coef():
     X, y = long_tailed_blobs()
     X = X * 50 + 3
     clf = GMLClassifier(epochs=3).fit(X, y)
-    np.testing.assert_allclose(clf.decision_function(X), X.astype(np.float64) @ clf.coef_.T + clf.intercept_, rtol=1e-4, atol=1e-3)
+    expected = X.astype(np.float64) @ clf.coef_.T + clf.intercept_
+    np.testing.assert_allclose(clf.decision_function(X), expected, rtol=1e-4, atol=1e-3)
 
 
 def test_validation_selection_follows_the_pipeline_rule():

@@ -11,6 +11,7 @@ from nolb.estimators.linear_head import BalancedRefitClassifier, GMLClassifier, 
 from nolb.estimators.posthoc import LogitAdjustedClassifier, TauNormClassifier  # noqa: E402
 
 
-@parametrize_with_checks([GMLClassifier(), LinearHeadClassifier(method="bsce"), BalancedRefitClassifier(), LogitAdjustedClassifier(), TauNormClassifier()])
+@parametrize_with_checks([GMLClassifier(), LinearHeadClassifier(method="bsce"), BalancedRefitClassifier(),
+                          LogitAdjustedClassifier(), TauNormClassifier()])
 def test_sklearn_compatible(estimator, check):
     check(estimator)

@@ -45,7 +45,8 @@ class ScoreClassifier(ClassifierMixin, BaseEstimator):
         codes = np.clip(codes, 0, self.classes_.size - 1)
         unknown = self.classes_[codes] != y
         if np.any(unknown):
-            raise NolbError(f"{what}: label {y[np.flatnonzero(unknown)[0]].tolist()!r} does not occur in the training labels")
+            first = y[np.flatnonzero(unknown)[0]].tolist()
+            raise NolbError(f"{what}: label {first!r} does not occur in the training labels")
         return codes.astype(np.int64)
 
     def _validation_data(self, X_val: Any, y_val: Any, eval_set: Any) -> tuple[np.ndarray, np.ndarray] | None:
@@ -55,7 +56,8 @@ class ScoreClassifier(ClassifierMixin, BaseEstimator):
                 raise NolbError(f"{type(self).__name__}.fit: give X_val/y_val or eval_set, not both")
             if isinstance(eval_set, list):
                 if len(eval_set) != 1:
-                    raise NolbError(f"{type(self).__name__}.fit: eval_set holds {len(eval_set)} sets; give one (X_val, y_val)")
+                    raise NolbError(f"{type(self).__name__}.fit: eval_set holds {len(eval_set)} sets; "
+                                    "give one (X_val, y_val)")
                 eval_set = eval_set[0]
             try:
                 X_val, y_val = eval_set

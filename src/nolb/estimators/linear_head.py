@@ -48,7 +48,8 @@ class _LinearHeadClassifier(ScoreClassifier):
         seed = self.random_state if isinstance(self.random_state, (int, np.integer)) else (
             check_random_state(self.random_state).randint(2**31 - 1))
         settings = {
-            "method": getattr(self, "method", self._method), "prior_strength": float(self.prior_strength), "lr": float(self.lr),
+            "method": getattr(self, "method", self._method), "prior_strength": float(self.prior_strength),
+            "lr": float(self.lr),
             "epochs": int(self.epochs), "batch_size": int(self.batch_size), "weight_decay": float(self.weight_decay),
             "momentum": float(self.momentum), "sampler": self.sampler, "init": "fresh", "seed": int(seed),
             "matmul_dtype": self.matmul_dtype,
@@ -201,7 +202,8 @@ class GMLClassifier(_LinearHeadClassifier):
         if self.select not in ("auto", True, False):
             raise NolbError(f"GMLClassifier: select={self.select!r}, expected 'auto', True or False")
         has_val = eval_set is not None or X_val is not None or y_val is not None
-        return self._fit_head(X, y, X_val, y_val, eval_set, select=bool(self.select is True or (self.select == "auto" and has_val)))
+        select = self.select is True or (self.select == "auto" and has_val)
+        return self._fit_head(X, y, X_val, y_val, eval_set, select=select)
 
 
 class LinearHeadClassifier(_LinearHeadClassifier):
