@@ -4,7 +4,8 @@ An implementation of "No One Left Behind: Improving the Worst Categories in Long
 Learning" (Du & Wu, CVPR 2023): worst-class metrics, stage-1 base models, stage-2
 Geometric Mean Loss classifier re-training on a frozen backbone, and the stage-3 ensemble.
 
-``nolb.retrain_classifier`` and ``nolb.Ensemble`` are imported lazily (on first use), so
+``nolb.retrain_classifier``, ``nolb.Ensemble`` and ``nolb.GMLClassifier`` (a scikit-learn
+estimator) are imported lazily (on first use), so
 ``import nolb`` stays cheap.
 """
 
@@ -14,6 +15,8 @@ _LAZY = {
     "retrain_classifier": "nolb.retrain.api",
     "Ensemble": "nolb.retrain.ensemble",
     "load_model": "nolb.deploy.model_file",
+    "GMLClassifier": "nolb.estimators.linear_head",
+    "scorers": "nolb.metrics.scorers",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -9,6 +9,8 @@ and names the model and the data.  The whole config is validated here, before an
 
 from __future__ import annotations
 
+import argparse
+
 import dataclasses
 from pathlib import Path
 
@@ -60,12 +62,12 @@ def stage_config(target: str | Path, recipe: str | None, overrides: list[str]):
     return load_config(recipe, overrides)
 
 
-def add_stage_parser(subparsers, name: str, func) -> None:
+def add_stage_parser(subparsers, name: str, func, *, target_optional: bool = False) -> argparse.ArgumentParser:
     """The stage command ``name``: TARGET [CONFIG] [key=value ...] and the four flags (--out,
     --overwrite, --device, --quiet); ``func(args, config)`` runs with the validated config."""
     help_text, description, target_help = TEXTS[name]
     parser = subparsers.add_parser(name, help=help_text, description=description)
-    parser.add_argument("target", metavar="RUN_DIR", help=target_help)
+    parser.add_argument("target", metavar="RUN_DIR", help=target_help, nargs="?" if target_optional else None)
     parser.add_argument("config", nargs="?", metavar="CONFIG",
                         help="recipe whose retrain/ensemble sections replace the run's (optional)")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="retrain.* / ensemble.* overrides")
@@ -82,3 +84,4 @@ def add_stage_parser(subparsers, name: str, func) -> None:
         return func(args, config)
 
     parser.set_defaults(func=run)
+    return parser

@@ -17,7 +17,22 @@ from nolb.cli._stage_config import add_stage_parser
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    add_stage_parser(subparsers, "retrain", _run)
+    from nolb.cli.retrain_features import add_feature_arguments, run_features
+
+    parser = add_stage_parser(subparsers, "retrain", _run, target_optional=True)
+    add_feature_arguments(parser)  # feature-file mode (issue 17): nolb retrain --features ...
+    stage_run = parser.get_default("func")
+
+    def run(args: argparse.Namespace) -> int:
+        if args.features:
+            return run_features(args)
+        if not args.target:
+            from nolb.errors import NolbError
+
+            raise NolbError("nolb retrain needs RUN_DIR (or --features TRAIN.npz --val VAL.npz --test TEST.npz)")
+        return stage_run(args)
+
+    parser.set_defaults(func=run)
 
 
 def _run(args: argparse.Namespace, config) -> int:

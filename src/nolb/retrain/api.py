@@ -161,6 +161,7 @@ def fit_linear_head(
     val_labels: torch.Tensor | None = None,
     select: bool = False,
     original_head: nn.Linear | None = None,
+    grids: RetrainConfig | None = None,
 ) -> TrainedHead:
     """Train a linear head on plain feature tensors (no model, no dataset): the stable entry.
 
@@ -175,9 +176,12 @@ def fit_linear_head(
             of the default grids; cRT/LWS: as many lrs x samplers; the epoch by early stopping;
             criterion soft HM, no accuracy guard since there is no base model).
         original_head: an existing linear classifier on these features (optional).
+        grids: the ``select_*`` candidate lists and ``select_criterion`` of ``select``
+            (default: those of :class:`nolb.config_stages.RetrainConfig`).
 
     Returns:
-        A :class:`TrainedHead`; ``.module`` maps (N, D) features to (N, C) logits.
+        A :class:`TrainedHead`; ``.module`` maps (N, D) features to (N, C) logits.  With
+        ``select``, ``details["selection_table"]`` holds every candidate's validation scores.
     """
     counts = torch.as_tensor(class_counts, dtype=torch.long)
     if features.dim() != 2 or labels.shape != (features.shape[0],):
@@ -193,8 +197,11 @@ def fit_linear_head(
         return train_head(settings, train, counts, original_head, val)
     if val is None:
         raise NolbError("fit_linear_head: select=True needs val_features and val_labels")
-    criterion = Criterion.named("soft_hm", int(counts.numel()))
-    return select_head(_candidates(settings, RetrainConfig()), train, val, counts, original_head, criterion).best
+    grids = grids if grids is not None else RetrainConfig()
+    criterion = Criterion.named(grids.select_criterion, int(counts.numel()))
+    selection = select_head(_candidates(settings, grids), train, val, counts, original_head, criterion)
+    selection.best.details["selection_table"] = selection.table
+    return selection.best
 
 
 def train_online(source: FeatureSource, settings: HeadSettings) -> TrainedHead:
