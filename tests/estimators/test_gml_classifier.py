@@ -62,7 +62,7 @@ def test_validation_selection_follows_the_pipeline_rule():
                         select_samplers=("instance",)).fit(X, y, X_val=Xv, y_val=yv)
     table = clf.selection_table_
     assert len(table) == 4
-    best = max(range(4), key=lambda i: (table[i]["feasible"], table[i]["soft_hm"], table[i]["soft_am"], -i))
+    best = max(range(4), key=lambda i: (table[i]["feasible"], table[i]["rank_hm"], table[i]["rank_am"], -i))
     assert clf.head_settings_["prior_strength"] == table[best]["prior_strength"]
     assert clf.head_settings_["lr"] == table[best]["lr"]
     assert 1 <= clf.best_epoch_ <= 4
