@@ -114,6 +114,10 @@ class FeatureSource:
             },
         }
 
+    def remember(self, name: str, split: FeatureSplit, *, reused: bool) -> None:
+        """Hold ``split`` as the features of ``name`` (extracted elsewhere, e.g. over all torchrun ranks)."""
+        self._splits[name], self.reused[name] = split, reused
+
     def split(self, name: str) -> FeatureSplit:
         """Features of split ``name`` (computed, loaded from the cache, or remembered)."""
         if name not in self._splits:

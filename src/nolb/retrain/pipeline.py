@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from nolb.errors import NolbError
+from nolb.retrain import ranks
 from nolb.retrain.feature_source import FeatureSource
 from nolb.retrain.report import ReportFiles, reports_from_scores, write_report
 from nolb.retrain.scoring import head_logits
@@ -60,8 +61,12 @@ def run_pipeline(
     quiet: bool = False,
     log: Callable[[str], None] = print,
     command: list[str] | None = None,
-) -> PipelineResult:
+) -> PipelineResult | None:
     """Run stages 1-3 and write the comparison report.
+
+    Under ``torchrun`` every rank calls this: stage 1 is data-parallel, feature extraction
+    is sharded over the ranks, the rest runs on rank 0 (:mod:`nolb.retrain.ranks`); ranks
+    > 0 return None (or raise ``OtherRankExit`` with rank 0's exit code).
 
     Args:
         config: a ``nolb.config.Config``; with ``from_run`` it may be None (the run's own
@@ -78,7 +83,7 @@ def run_pipeline(
         command: the command recorded in stage 1's ``run.json``.
 
     Returns:
-        A :class:`PipelineResult`.
+        A :class:`PipelineResult` (None on ranks > 0 under torchrun).
     """
     from nolb.config import validate
     from nolb.engine import train
@@ -103,16 +108,22 @@ def run_pipeline(
         seconds["stage1"] = time.perf_counter() - started
     opened = open_run(run_path, config)
     mark = time.perf_counter()
-    stage2 = run_stage2(opened.source, opened.config.retrain, run_path / "retrain", log=log)
-    seconds["stage2"] = time.perf_counter() - mark
-    mark = time.perf_counter()
-    heads = {key: head.head for key, head in stage2.heads.items()}
-    stage3 = run_stage3(opened.source, heads, opened.config.ensemble, stage2.criterion, run_dir=run_path,
-                        architecture=opened.architecture, checkpoint=opened.checkpoint)
-    seconds["stage3"] = time.perf_counter() - mark
-    rows, report = write_stage_report(opened, heads, stage2.record, stage3, run_path / "report")
-    seconds["total"] = time.perf_counter() - started
-    return PipelineResult(run_path, rows, report, stage2, stage3, seconds)
+    info = ranks.join(opened.source.device)
+    ranks.share_features(opened.source, info)  # under torchrun: each image once over all ranks
+
+    def stages_2_and_3() -> PipelineResult:
+        stage2 = run_stage2(opened.source, opened.config.retrain, run_path / "retrain", log=log)
+        seconds["stage2"] = time.perf_counter() - mark
+        mark3 = time.perf_counter()
+        heads = {key: head.head for key, head in stage2.heads.items()}
+        stage3 = run_stage3(opened.source, heads, opened.config.ensemble, stage2.criterion, run_dir=run_path,
+                            architecture=opened.architecture, checkpoint=opened.checkpoint)
+        seconds["stage3"] = time.perf_counter() - mark3
+        rows, report = write_stage_report(opened, heads, stage2.record, stage3, run_path / "report")
+        seconds["total"] = time.perf_counter() - started
+        return PipelineResult(run_path, rows, report, stage2, stage3, seconds)
+
+    return ranks.on_rank0(stages_2_and_3, info)
 
 
 def retrain_run(run_dir: str | Path, config: Any, *, out: str | Path | None = None, overwrite: bool = False,
@@ -188,6 +199,7 @@ def open_run(target: Path, config: Any = None, *, device: str | None = None, out
     ``retrain-<file>``).
     """
     from nolb.engine.components import resolve_device
+    from nolb.engine.distributed import local_rank
     from nolb.retrain.model_loading import load_run_or_checkpoint
 
     loaded = load_run_or_checkpoint(target, config=config)
@@ -197,7 +209,7 @@ def open_run(target: Path, config: Any = None, *, device: str | None = None, out
     cache = (out or run_dir) / "features" if out is not None or loaded.run_dir is None else run_dir / "retrain" / "features"
     source = FeatureSource(loaded.model, loaded.data, classifier=loaded.classifier, views=r.views, cache_dir=cache,
                            batch_size=max(config.train.eval_batch_size, 1),
-                           device=resolve_device(device or config.train.device), seed=r.seed, shift_bn=r.shift_bn)
+                           device=resolve_device(device or config.train.device, local_rank()), seed=r.seed, shift_bn=r.shift_bn)
     checkpoint = "checkpoints/best.json" if (run_dir / "checkpoints" / "best.json").is_file() else "checkpoints/last.json"
     title = f"{loaded.config.data.name}: {loaded.config.model.name} + {loaded.config.loss.name} base"
     return OpenedRun(run_dir, config, source, loaded.architecture, checkpoint, title)
