@@ -77,8 +77,11 @@ def sharded_batches(backbone: torch.nn.Module, loader: Any, *, views: int, devic
             if feats.dim() != 2:
                 raise NolbError(f"the backbone returned features of shape {tuple(feats.shape)}, expected (N, D)")
             mine.append((b, feats.float().cpu().to(torch.float16).numpy(), torch.as_tensor(y).cpu().long().numpy()))
-        gathered: list[Any] | None = [None] * info.world_size if info.is_main else None
-        dist.gather_object(mine, gathered, dst=0, group=_group(info))
+        if not info.distributed:
+            gathered: list[Any] | None = [mine]
+        else:
+            gathered = [None] * info.world_size if info.is_main else None
+            dist.gather_object(mine, gathered, dst=0, group=_group(info))
         if info.is_main:
             for _, feats, labels in sorted((item for part in gathered for item in part), key=lambda item: item[0]):
                 yield feats, labels
