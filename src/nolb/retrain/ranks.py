@@ -57,9 +57,34 @@ def broadcast_value(value: Any, info: DistInfo) -> Any:
     return box[0]
 
 
+def own_batches(loader: Any, *, view: int, seed: int, info: DistInfo) -> Iterator[tuple[int, Any, Any]]:
+    """``(b, x, y)`` for the batches ``b`` of ``loader`` (one view) that this rank runs: ``b % world == rank``.
+
+    In-memory loaders (whole-batch augmentation from one generator) are walked in full, so
+    that each batch gets the draws it gets on one process; only the backbone is skipped.
+    Per-image loaders (a torch ``DataLoader`` without workers) decode only this rank's
+    batches; each batch's random transforms are drawn from the global RNG seeded by
+    ``(seed, view, b)`` (restored afterwards), so they do not depend on the world size.
+    """
+    dataloader = getattr(loader, "loader", None)
+    if not (isinstance(dataloader, torch.utils.data.DataLoader) and dataloader.num_workers == 0
+            and dataloader.batch_size and hasattr(loader, "sampler")):
+        for b, (x, y) in enumerate(loader):
+            if b % info.world_size == info.rank:
+                yield b, x, y
+        return
+    order, size = list(iter(loader.sampler)), dataloader.batch_size
+    for b in range(info.rank, -(-len(order) // size), info.world_size):
+        state = np.random.SeedSequence([seed, view, b]).generate_state(1, dtype=np.uint64)[0]
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(state) & 0x7FFF_FFFF_FFFF_FFFF)
+            x, y = dataloader.collate_fn([dataloader.dataset[i] for i in order[b * size:(b + 1) * size]])
+        yield b, x, y
+
+
 @torch.no_grad()
 def sharded_batches(backbone: torch.nn.Module, loader: Any, *, views: int, device: torch.device,
-                    info: DistInfo, desc: str) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+                    info: DistInfo, desc: str, seed: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """``(features float16 (B, D), labels (B,))`` of every batch in loader order, on rank 0.
 
     Every rank must consume this generator (the gathers are collective); ranks > 0 get
@@ -70,9 +95,9 @@ def sharded_batches(backbone: torch.nn.Module, loader: Any, *, views: int, devic
         if hasattr(loader, "set_epoch"):
             loader.set_epoch(view)
         mine = []
-        for b, (x, y) in enumerate(track(loader, desc=f"{desc} (view {view + 1}/{views})", unit="batch")):
-            if b % info.world_size != info.rank:
-                continue
+        own = -(-(len(loader) - info.rank) // info.world_size)
+        for b, x, y in track(own_batches(loader, view=view, seed=seed, info=info), total=own,
+                             desc=f"{desc} (view {view + 1}/{views})", unit="batch"):
             feats = backbone(x.to(device))
             if feats.dim() != 2:
                 raise NolbError(f"the backbone returned features of shape {tuple(feats.shape)}, expected (N, D)")
@@ -108,8 +133,7 @@ def share_features(source: Any, info: DistInfo) -> None:
             source.remember(name, cached[name], reused=True)
             continue
         views = source.views if name == "train" else 1
-        batches = sharded_batches(source.backbone, source.loader(name, train=name == "train"), views=views,
-                                  device=source.device, info=info, desc=f"features of {name}")
+        batches = source.batches(name, info)
         if not info.is_main:
             for _ in batches:  # the gathers are collective; rank > 0 receives nothing
                 pass
