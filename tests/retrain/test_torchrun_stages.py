@@ -97,6 +97,15 @@ def test_two_ranks_equal_one_process(tmp_path, monkeypatch):
     finals = [json.loads((d / "final_model.json").read_text()) for d in (run, single)]
     assert finals[0]["candidate"] == finals[1]["candidate"] and finals[0]["val"] == finals[1]["val"]
 
+    # Again under torchrun on the finished run: the cache is reused (no feature file written), same rows.
+    log.unlink()
+    again = torchrun(["run", "--from-run", str(run), "--overwrite"], log)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "'train': True, 'val': True, 'test': True" in again.stdout
+    rewritten = [path for _, path in stage23_writes(log, run)]
+    assert not [path for path in rewritten if "features" in path] and os.path.join("report", "metrics.json") in rewritten
+    assert json.loads((run / "report" / "metrics.json").read_text()) == rows[1]
+
 
 @pytest.mark.timeout(200)
 def test_rank0_failure_ends_every_rank_and_prints_once(tmp_path):

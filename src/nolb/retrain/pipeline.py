@@ -127,27 +127,36 @@ def run_pipeline(
 
 
 def retrain_run(run_dir: str | Path, config: Any, *, out: str | Path | None = None, overwrite: bool = False,
-                device: str | None = None, log: Callable[[str], None] = print) -> tuple[Stage2Result, ReportFiles]:
+                device: str | None = None, log: Callable[[str], None] = print) -> tuple[Stage2Result, ReportFiles] | None:
     """Stage 2 of a finished run (``nolb retrain RUN``): heads, ``retrain.json`` and a report in ``out``
-    (default ``RUN/retrain``, where ``nolb ensemble RUN`` finds them)."""
+    (default ``RUN/retrain``, where ``nolb ensemble RUN`` finds them).  Under torchrun: features
+    over all ranks, the rest on rank 0; None on ranks > 0."""
     opened = open_run(Path(run_dir), config, device=device, out=Path(out) if out is not None else None)
     out = Path(out) if out is not None else opened.run_dir / "retrain"
     if (out / "retrain.json").exists() and not overwrite:
         raise NolbError(f"{out / 'retrain.json'}: exists; pass --overwrite to replace it (cached features are reused)")
-    if opened.config.retrain.mode == "online":
-        stage2 = _online_stage2(opened)
-    else:
-        stage2 = run_stage2(opened.source, opened.config.retrain, None, log=log)
-    heads = {key: head.head for key, head in stage2.heads.items()}
-    _, report = write_stage_report(opened, heads, stage2.record, None, out / "report")
-    save_stage2(out, stage2)
-    return stage2, report
+    info = ranks.join(opened.source.device)
+    if opened.config.retrain.mode != "online":
+        ranks.share_features(opened.source, info)
+
+    def stage_2() -> tuple[Stage2Result, ReportFiles]:
+        if opened.config.retrain.mode == "online":
+            stage2 = _online_stage2(opened)
+        else:
+            stage2 = run_stage2(opened.source, opened.config.retrain, None, log=log)
+        heads = {key: head.head for key, head in stage2.heads.items()}
+        _, report = write_stage_report(opened, heads, stage2.record, None, out / "report")
+        save_stage2(out, stage2)
+        return stage2, report
+
+    return ranks.on_rank0(stage_2, info)
 
 
 def ensemble_run(run_dir: str | Path, config: Any, *, out: str | Path | None = None, overwrite: bool = False,
-                 device: str | None = None) -> tuple[Stage3Result, ReportFiles]:
+                 device: str | None = None) -> tuple[Stage3Result, ReportFiles] | None:
     """Stage 3 of a run whose stage 2 is done (``nolb ensemble RUN``): the ensemble, the final
-    model choice and a report (in ``out``, default ``RUN/ensemble``)."""
+    model choice and a report (in ``out``, default ``RUN/ensemble``).  Under torchrun: rank 0
+    works, None on ranks > 0."""
     from nolb.io import read_json
 
     opened = open_run(Path(run_dir), config, device=device)
@@ -163,18 +172,24 @@ def ensemble_run(run_dir: str | Path, config: Any, *, out: str | Path | None = N
         raise NolbError(f"{opened.run_dir}: no stage-2 head under retrain/heads/; run 'nolb retrain "
                         f"{opened.run_dir}' first, or set ensemble.head=FILE.safetensors")
     record = read_json(record_path) if record_path.is_file() else {}
-    criterion, _ = selection_criterion(opened.source, opened.config.retrain)
-    stage3 = run_stage3(opened.source, heads, opened.config.ensemble, criterion, run_dir=None)
-    if stage3.ensemble is not None:
-        from nolb.retrain.ensemble_io import save_ensemble
-        from nolb.retrain.final_model import write_final_model
+    info = ranks.join(opened.source.device)
+    ranks.share_features(opened.source, info)
 
-        stage3.ensemble_path = out / "ensemble.safetensors"
-        save_ensemble(stage3.ensemble_path, stage3.ensemble, opened.architecture, overwrite=overwrite)
-        if out == opened.run_dir / "ensemble":
-            stage3.final_path = write_final_model(opened.run_dir, stage3.final, opened.checkpoint)
-    _, report = write_stage_report(opened, heads, record, stage3, out / "report")
-    return stage3, report
+    def stage_3() -> tuple[Stage3Result, ReportFiles]:
+        criterion, _ = selection_criterion(opened.source, opened.config.retrain)
+        stage3 = run_stage3(opened.source, heads, opened.config.ensemble, criterion, run_dir=None)
+        if stage3.ensemble is not None:
+            from nolb.retrain.ensemble_io import save_ensemble
+            from nolb.retrain.final_model import write_final_model
+
+            stage3.ensemble_path = out / "ensemble.safetensors"
+            save_ensemble(stage3.ensemble_path, stage3.ensemble, opened.architecture, overwrite=overwrite)
+            if out == opened.run_dir / "ensemble":
+                stage3.final_path = write_final_model(opened.run_dir, stage3.final, opened.checkpoint)
+        _, report = write_stage_report(opened, heads, record, stage3, out / "report")
+        return stage3, report
+
+    return ranks.on_rank0(stage_3, info)
 
 
 @dataclass

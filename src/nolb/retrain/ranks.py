@@ -130,7 +130,8 @@ def share_features(source: Any, info: DistInfo) -> None:
     missing = broadcast_value([name for name in splits if cached.get(name) is None], info)
     for name in splits:
         if name not in missing:
-            source.remember(name, cached[name], reused=True)
+            if info.is_main:
+                source.remember(name, cached[name], reused=True)
             continue
         views = source.views if name == "train" else 1
         batches = source.batches(name, info)
