@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import torch
 from torch import nn
@@ -121,22 +121,24 @@ class FeatureSource:
     def split(self, name: str) -> FeatureSplit:
         """Features of split ``name`` (computed, loaded from the cache, or remembered)."""
         if name not in self._splits:
-            train = name == "train"
-            views = self.views if train else 1
             cached = self.cache.load(name, self.fingerprint(name)) if self.cache is not None else None
             if cached is not None:
-                self._splits[name], self.reused[name] = cached, True
+                self.remember(name, cached, reused=True)
             else:
-                batches = self.batches(name)
-                if self.cache is not None:
-                    self._splits[name] = self.cache.write(name, self.fingerprint(name), batches, views=views)
-                else:
-                    chunks = list(batches)
-                    features = torch.cat([torch.from_numpy(f) for f, _ in chunks])
-                    self._splits[name] = FeatureSplit(features, torch.cat([torch.from_numpy(y) for _, y in chunks]),
-                                                      features.shape[0] // views)
-                self.reused[name] = False
+                self.store(name, self.batches(name))
         return self._splits[name]
+
+    def store(self, name: str, batches: Iterable) -> FeatureSplit:
+        """Hold the features of ``batches`` (from :meth:`batches`) as split ``name``, written to the cache if any."""
+        views = self.views if name == "train" else 1
+        if self.cache is not None:
+            split = self.cache.write(name, self.fingerprint(name), batches, views=views)
+        else:
+            chunks = list(batches)
+            features = torch.cat([torch.from_numpy(f) for f, _ in chunks])
+            split = FeatureSplit(features, torch.cat([torch.from_numpy(y) for _, y in chunks]), features.shape[0] // views)
+        self.remember(name, split, reused=False)
+        return split
 
     def batches(self, name: str, info: Any = None):
         """``(features float16, labels)`` numpy pairs of split ``name`` in row order, on rank 0 of ``info``

@@ -121,8 +121,6 @@ def share_features(source: Any, info: DistInfo) -> None:
     """
     if not info.distributed:
         return
-    from nolb.retrain.features import FeatureSplit
-
     splits = [name for name in ("train", "val", "test") if source.has(name)]
     cached = {}
     if info.is_main and source.cache is not None:
@@ -133,19 +131,12 @@ def share_features(source: Any, info: DistInfo) -> None:
             if info.is_main:
                 source.remember(name, cached[name], reused=True)
             continue
-        views = source.views if name == "train" else 1
         batches = source.batches(name, info)
-        if not info.is_main:
+        if info.is_main:
+            source.store(name, batches)
+        else:
             for _ in batches:  # the gathers are collective; rank > 0 receives nothing
                 pass
-        elif source.cache is not None:
-            source.remember(name, source.cache.write(name, source.fingerprint(name), batches, views=views),
-                            reused=False)
-        else:
-            chunks = list(batches)
-            features = torch.cat([torch.from_numpy(f) for f, _ in chunks])
-            labels = torch.cat([torch.from_numpy(y) for _, y in chunks])
-            source.remember(name, FeatureSplit(features, labels, features.shape[0] // views), reused=False)
         dist.barrier(group=_group(info))
 
 
