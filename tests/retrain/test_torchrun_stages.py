@@ -97,9 +97,9 @@ def test_two_ranks_equal_one_process(tmp_path, monkeypatch):
     finals = [json.loads((d / "final_model.json").read_text()) for d in (run, single)]
     assert finals[0]["candidate"] == finals[1]["candidate"] and finals[0]["val"] == finals[1]["val"]
 
-    # Again under torchrun on the finished run: the cache is reused (no feature file written), same rows.
+    # Resumed under torchrun (stage 1 is finished): the cache is reused (no feature file written), same rows.
     log.unlink()
-    again = torchrun(["run", "--from-run", str(run), "--overwrite"], log)
+    again = torchrun(["run", "--resume", str(run)], log)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "'train': True, 'val': True, 'test': True" in again.stdout
     rewritten = [path for _, path in stage23_writes(log, run)]
