@@ -29,7 +29,10 @@ def _run(args: argparse.Namespace, config) -> int:
     head = config.ensemble.head
     if head.endswith(".safetensors") and not Path(head).is_file():
         raise NolbError(f"config key 'ensemble.head': {head}: no such head file")
-    stage3, report = ensemble_run(args.target, config, out=args.out, overwrite=args.overwrite, device=args.device)
+    result = ensemble_run(args.target, config, out=args.out, overwrite=args.overwrite, device=args.device)
+    if result is None:  # a rank > 0 under torchrun: rank 0 prints
+        return 0
+    stage3, report = result
     ensemble = stage3.ensemble
     how = "chosen on validation" if stage3.temperatures is not None else "fixed"
     print(report.table)

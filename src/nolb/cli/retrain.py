@@ -38,8 +38,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace, config) -> int:
     from nolb.retrain.pipeline import retrain_run
 
-    stage2, report = retrain_run(args.target, config, out=args.out, overwrite=args.overwrite, device=args.device,
-                                 log=(lambda line: None) if args.quiet else print)
+    result = retrain_run(args.target, config, out=args.out, overwrite=args.overwrite, device=args.device,
+                         log=(lambda line: None) if args.quiet else print)
+    if result is None:  # a rank > 0 under torchrun: rank 0 prints
+        return 0
+    stage2, report = result
     print(report.table)
     heads = report.markdown.parent.parent / "heads"
     print(f"heads:  {', '.join(f'{heads / key}.safetensors' for key in stage2.heads)}")

@@ -69,6 +69,8 @@ def run_and_print(config, *, run_dir=None, from_run=None, resume=False, overwrit
 
     result = run_pipeline(config, run_dir=run_dir, from_run=from_run, resume=resume, overwrite=overwrite, quiet=quiet,
                           command=["nolb", *sys.argv[1:]] if sys.argv else None)
+    if result is None:  # a rank > 0 under torchrun: rank 0 prints
+        return 0
     print()
     print(result.report.markdown.read_text(encoding="utf-8"))
     print(f"run directory:   {result.run_dir}")

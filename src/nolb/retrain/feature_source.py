@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import torch
 from torch import nn
 
 from nolb.errors import NolbError
 from nolb.retrain.backbone import split_classifier
-from nolb.retrain.features import FeatureCache, FeatureSplit, extract_features, labels_fingerprint, model_fingerprint
+from nolb.retrain.features import FeatureCache, FeatureSplit, labels_fingerprint, model_fingerprint
 from nolb.retrain.online import reestimate_batchnorm
 
 SPLITS = ("train", "val", "test")
@@ -114,17 +114,39 @@ class FeatureSource:
             },
         }
 
+    def remember(self, name: str, split: FeatureSplit, *, reused: bool) -> None:
+        """Hold ``split`` as the features of ``name`` (extracted elsewhere, e.g. over all torchrun ranks)."""
+        self._splits[name], self.reused[name] = split, reused
+
     def split(self, name: str) -> FeatureSplit:
         """Features of split ``name`` (computed, loaded from the cache, or remembered)."""
         if name not in self._splits:
-            train = name == "train"
-            views = self.views if train else 1
-            loader = self.loader(name, train=train)
-            if self.cache is None:
-                self._splits[name] = extract_features(self.backbone, loader, views=views, device=self.device)
-                self.reused[name] = False
+            cached = self.cache.load(name, self.fingerprint(name)) if self.cache is not None else None
+            if cached is not None:
+                self.remember(name, cached, reused=True)
             else:
-                split, reused = self.cache.get(name, self.fingerprint(name), self.backbone, loader,
-                                               views=views, device=self.device)
-                self._splits[name], self.reused[name] = split, reused
+                self.store(name, self.batches(name))
         return self._splits[name]
+
+    def store(self, name: str, batches: Iterable) -> FeatureSplit:
+        """Hold the features of ``batches`` (from :meth:`batches`) as split ``name``, written to the cache if any."""
+        views = self.views if name == "train" else 1
+        if self.cache is not None:
+            split = self.cache.write(name, self.fingerprint(name), batches, views=views)
+        else:
+            chunks = list(batches)
+            features = torch.cat([torch.from_numpy(f) for f, _ in chunks])
+            split = FeatureSplit(features, torch.cat([torch.from_numpy(y) for _, y in chunks]), features.shape[0] // views)
+        self.remember(name, split, reused=False)
+        return split
+
+    def batches(self, name: str, info: Any = None):
+        """``(features float16, labels)`` numpy pairs of split ``name`` in row order, on rank 0 of ``info``
+        (default: this process alone); the same batches and draws at any world size."""
+        from nolb.engine.distributed import DistInfo
+        from nolb.retrain.ranks import sharded_batches
+
+        views = self.views if name == "train" else 1
+        return sharded_batches(self.backbone, self.loader(name, train=name == "train"), views=views,
+                               device=self.device, info=info or DistInfo(), desc=f"features of {name}",
+                               seed=self.seed)

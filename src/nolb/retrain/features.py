@@ -159,6 +159,11 @@ class FeatureCache:
         views: int = 1, device: str | torch.device = "cpu",
     ) -> FeatureSplit:
         """Run the backbone, write the split's files (manifest last) and return the loaded split."""
+        return self.write(split, fingerprint, iterate_features(backbone, loader, views, device), views=views)
+
+    def write(self, split: str, fingerprint: dict, batches: Iterable, *, views: int = 1) -> FeatureSplit:
+        """Write ``batches`` (``(features float16 (B, D), labels (B,))`` numpy pairs, in row order) as
+        the split's files (manifest last) and return the loaded split."""
         features_path, labels_path, manifest_path = self.paths(split)
         manifest_path.unlink(missing_ok=True)  # the old files are invalid from here on
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -166,7 +171,7 @@ class FeatureCache:
         rows, dim = 0, None
         with atomic_write(features_path, "wb") as handle:
             handle.write(b"\0" * _HEADER_BYTES)
-            for feats, y in iterate_features(backbone, loader, views, device):
+            for feats, y in batches:
                 if dim is not None and feats.shape[1] != dim:
                     raise NolbError(f"feature extraction: feature width changed from {dim} to {feats.shape[1]}")
                 dim = feats.shape[1]

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from nolb.errors import NolbError
+from nolb.retrain import ranks
 from nolb.retrain.feature_source import FeatureSource
 from nolb.retrain.report import ReportFiles, reports_from_scores, write_report
 from nolb.retrain.scoring import head_logits
@@ -60,8 +61,12 @@ def run_pipeline(
     quiet: bool = False,
     log: Callable[[str], None] = print,
     command: list[str] | None = None,
-) -> PipelineResult:
+) -> PipelineResult | None:
     """Run stages 1-3 and write the comparison report.
+
+    Under ``torchrun`` every rank calls this: stage 1 is data-parallel, feature extraction
+    is sharded over the ranks, the rest runs on rank 0 (:mod:`nolb.retrain.ranks`); ranks
+    > 0 return None (or raise ``OtherRankExit`` with rank 0's exit code).
 
     Args:
         config: a ``nolb.config.Config``; with ``from_run`` it may be None (the run's own
@@ -78,7 +83,7 @@ def run_pipeline(
         command: the command recorded in stage 1's ``run.json``.
 
     Returns:
-        A :class:`PipelineResult`.
+        A :class:`PipelineResult` (None on ranks > 0 under torchrun).
     """
     from nolb.config import validate
     from nolb.engine import train
@@ -103,42 +108,57 @@ def run_pipeline(
         seconds["stage1"] = time.perf_counter() - started
     opened = open_run(run_path, config)
     mark = time.perf_counter()
-    stage2 = run_stage2(opened.source, opened.config.retrain, run_path / "retrain", log=log)
-    seconds["stage2"] = time.perf_counter() - mark
-    mark = time.perf_counter()
-    heads = {key: head.head for key, head in stage2.heads.items()}
-    stage3 = run_stage3(opened.source, heads, opened.config.ensemble, stage2.criterion, run_dir=run_path,
-                        architecture=opened.architecture, checkpoint=opened.checkpoint)
-    seconds["stage3"] = time.perf_counter() - mark
-    rows, report = write_stage_report(opened, heads, stage2.record, stage3, run_path / "report")
-    if stage3.ensemble is not None and opened.source.has("val"):  # issue 20: (T1, T2) map + calibration plots
-        write_ensemble_plots(opened.source, stage3.ensemble, opened.config.ensemble, run_path / "ensemble", log)
-    seconds["total"] = time.perf_counter() - started
-    return PipelineResult(run_path, rows, report, stage2, stage3, seconds)
+    info = ranks.join(opened.source.device)
+    ranks.share_features(opened.source, info)  # under torchrun: each image once over all ranks
+
+    def stages_2_and_3() -> PipelineResult:
+        stage2 = run_stage2(opened.source, opened.config.retrain, run_path / "retrain", log=log)
+        seconds["stage2"] = time.perf_counter() - mark
+        mark3 = time.perf_counter()
+        heads = {key: head.head for key, head in stage2.heads.items()}
+        stage3 = run_stage3(opened.source, heads, opened.config.ensemble, stage2.criterion, run_dir=run_path,
+                            architecture=opened.architecture, checkpoint=opened.checkpoint)
+        seconds["stage3"] = time.perf_counter() - mark3
+        rows, report = write_stage_report(opened, heads, stage2.record, stage3, run_path / "report")
+        if stage3.ensemble is not None and opened.source.has("val"):  # issue 20: (T1, T2) map + calibration plots
+            write_ensemble_plots(opened.source, stage3.ensemble, opened.config.ensemble, run_path / "ensemble", log)
+        seconds["total"] = time.perf_counter() - started
+        return PipelineResult(run_path, rows, report, stage2, stage3, seconds)
+
+    return ranks.on_rank0(stages_2_and_3, info)
 
 
 def retrain_run(run_dir: str | Path, config: Any, *, out: str | Path | None = None, overwrite: bool = False,
-                device: str | None = None, log: Callable[[str], None] = print) -> tuple[Stage2Result, ReportFiles]:
+                device: str | None = None, log: Callable[[str], None] = print) -> tuple[Stage2Result, ReportFiles] | None:
     """Stage 2 of a finished run (``nolb retrain RUN``): heads, ``retrain.json`` and a report in ``out``
-    (default ``RUN/retrain``, where ``nolb ensemble RUN`` finds them)."""
+    (default ``RUN/retrain``, where ``nolb ensemble RUN`` finds them).  Under torchrun: features
+    over all ranks, the rest on rank 0; None on ranks > 0."""
     opened = open_run(Path(run_dir), config, device=device, out=Path(out) if out is not None else None)
     out = Path(out) if out is not None else opened.run_dir / "retrain"
     if (out / "retrain.json").exists() and not overwrite:
         raise NolbError(f"{out / 'retrain.json'}: exists; pass --overwrite to replace it (cached features are reused)")
-    if opened.config.retrain.mode == "online":
-        stage2 = _online_stage2(opened)
-    else:
-        stage2 = run_stage2(opened.source, opened.config.retrain, None, log=log)
-    heads = {key: head.head for key, head in stage2.heads.items()}
-    _, report = write_stage_report(opened, heads, stage2.record, None, out / "report")
-    save_stage2(out, stage2)
-    return stage2, report
+    info = ranks.join(opened.source.device)
+    if opened.config.retrain.mode != "online":
+        ranks.share_features(opened.source, info)
+
+    def stage_2() -> tuple[Stage2Result, ReportFiles]:
+        if opened.config.retrain.mode == "online":
+            stage2 = _online_stage2(opened)
+        else:
+            stage2 = run_stage2(opened.source, opened.config.retrain, None, log=log)
+        heads = {key: head.head for key, head in stage2.heads.items()}
+        _, report = write_stage_report(opened, heads, stage2.record, None, out / "report")
+        save_stage2(out, stage2)
+        return stage2, report
+
+    return ranks.on_rank0(stage_2, info)
 
 
 def ensemble_run(run_dir: str | Path, config: Any, *, out: str | Path | None = None, overwrite: bool = False,
-                 device: str | None = None) -> tuple[Stage3Result, ReportFiles]:
+                 device: str | None = None) -> tuple[Stage3Result, ReportFiles] | None:
     """Stage 3 of a run whose stage 2 is done (``nolb ensemble RUN``): the ensemble, the final
-    model choice and a report (in ``out``, default ``RUN/ensemble``)."""
+    model choice and a report (in ``out``, default ``RUN/ensemble``).  Under torchrun: rank 0
+    works, None on ranks > 0."""
     from nolb.io import read_json
 
     opened = open_run(Path(run_dir), config, device=device)
@@ -154,20 +174,26 @@ def ensemble_run(run_dir: str | Path, config: Any, *, out: str | Path | None = N
         raise NolbError(f"{opened.run_dir}: no stage-2 head under retrain/heads/; run 'nolb retrain "
                         f"{opened.run_dir}' first, or set ensemble.head=FILE.safetensors")
     record = read_json(record_path) if record_path.is_file() else {}
-    criterion, _ = selection_criterion(opened.source, opened.config.retrain)
-    stage3 = run_stage3(opened.source, heads, opened.config.ensemble, criterion, run_dir=None)
-    if stage3.ensemble is not None:
-        from nolb.retrain.ensemble_io import save_ensemble
-        from nolb.retrain.final_model import write_final_model
+    info = ranks.join(opened.source.device)
+    ranks.share_features(opened.source, info)
 
-        stage3.ensemble_path = out / "ensemble.safetensors"
-        save_ensemble(stage3.ensemble_path, stage3.ensemble, opened.architecture, overwrite=overwrite)
-        if out == opened.run_dir / "ensemble":
-            stage3.final_path = write_final_model(opened.run_dir, stage3.final, opened.checkpoint)
-        if opened.source.has("val"):  # issue 20: (T1, T2) map + calibration plots
-            write_ensemble_plots(opened.source, stage3.ensemble, opened.config.ensemble, out)
-    _, report = write_stage_report(opened, heads, record, stage3, out / "report")
-    return stage3, report
+    def stage_3() -> tuple[Stage3Result, ReportFiles]:
+        criterion, _ = selection_criterion(opened.source, opened.config.retrain)
+        stage3 = run_stage3(opened.source, heads, opened.config.ensemble, criterion, run_dir=None)
+        if stage3.ensemble is not None:
+            from nolb.retrain.ensemble_io import save_ensemble
+            from nolb.retrain.final_model import write_final_model
+
+            stage3.ensemble_path = out / "ensemble.safetensors"
+            save_ensemble(stage3.ensemble_path, stage3.ensemble, opened.architecture, overwrite=overwrite)
+            if out == opened.run_dir / "ensemble":
+                stage3.final_path = write_final_model(opened.run_dir, stage3.final, opened.checkpoint)
+            if opened.source.has("val"):  # issue 20: (T1, T2) map + calibration plots
+                write_ensemble_plots(opened.source, stage3.ensemble, opened.config.ensemble, out)
+        _, report = write_stage_report(opened, heads, record, stage3, out / "report")
+        return stage3, report
+
+    return ranks.on_rank0(stage_3, info)
 
 
 @dataclass
@@ -192,6 +218,7 @@ def open_run(target: Path, config: Any = None, *, device: str | None = None, out
     ``retrain-<file>``).
     """
     from nolb.engine.components import resolve_device
+    from nolb.engine.distributed import local_rank
     from nolb.retrain.model_loading import load_run_or_checkpoint
 
     loaded = load_run_or_checkpoint(target, config=config)
@@ -201,7 +228,7 @@ def open_run(target: Path, config: Any = None, *, device: str | None = None, out
     cache = (out or run_dir) / "features" if out is not None or loaded.run_dir is None else run_dir / "retrain" / "features"
     source = FeatureSource(loaded.model, loaded.data, classifier=loaded.classifier, views=r.views, cache_dir=cache,
                            batch_size=max(config.train.eval_batch_size, 1),
-                           device=resolve_device(device or config.train.device), seed=r.seed, shift_bn=r.shift_bn)
+                           device=resolve_device(device or config.train.device, local_rank()), seed=r.seed, shift_bn=r.shift_bn)
     checkpoint = "checkpoints/best.json" if (run_dir / "checkpoints" / "best.json").is_file() else "checkpoints/last.json"
     title = f"{loaded.config.data.name}: {loaded.config.model.name} + {loaded.config.loss.name} base"
     return OpenedRun(run_dir, config, source, loaded.architecture, checkpoint, title)
