@@ -133,8 +133,9 @@ def test_model_card_of_the_chosen_model(digits_run, final_report_row):
     if final["kind"] == "head":  # the stage-2 head: its budget and (tuned heads) rule, from retrain.json
         head = json.loads((digits_run / "retrain" / "retrain.json").read_text())["heads"][final["candidate"]]
         assert f"re-trained head {final['candidate']} (" in card and f"budget: {head['budget']})" in card
-        assert f"chosen on the validation split by: {head['selection_criterion']}" in card if final["candidate"] == "nolb" \
-            else "the paper's fixed recipe, not tuned" in card
+        how = (f"chosen on the validation split by: {head['selection_criterion']}" if final["candidate"] == "nolb"
+               else "the paper's fixed recipe, not tuned")
+        assert how in card
 
 
 def test_model_card_of_the_ensemble_says_how_t1_t2_were_set(ensemble_run, final_report_row):

@@ -44,7 +44,8 @@ def test_timm_model_through_retrain_ensemble_and_predict(tmp_path, digits_test_p
     declared = json.loads((run / "final_model.json").read_text())
     module, description = load_model(run)
     assert description.provenance["final"]["candidate"] == declared["candidate"]
-    assert description.architecture["model"] == "timm/resnet10t" and any(isinstance(m, TimmModel) for m in module.modules())
+    assert description.architecture["model"] == "timm/resnet10t"
+    assert any(isinstance(m, TimmModel) for m in module.modules())
     root, paths, labels = digits_test_pngs
     out = tmp_path / "p.csv"
     assert main(["predict", str(run), str(root), "--csv", str(out)]) == 0
