@@ -76,7 +76,7 @@ def _predictions_as_reported(module, x):
 @pytest.fixture(scope="session")
 def ensemble_run(digits_run, tmp_path_factory) -> Path:
     """A copy of ``digits_run`` whose declared final model is its ensemble (whatever validation
-    chose), for the tests of the two-head file, its export and its CSV columns."""
+    chose), packaged, for the tests of the two-head file, its export and its CSV columns."""
     import json
     import shutil
 
@@ -84,4 +84,52 @@ def ensemble_run(digits_run, tmp_path_factory) -> Path:
     shutil.copytree(digits_run, run)
     (run / "final_model.json").write_text(json.dumps(
         {"candidate": "ensemble", "kind": "ensemble", "files": {"ensemble": "ensemble/ensemble.safetensors"}}))
+    from nolb.deploy import package_run
+
+    package_run(run)
     return run
+
+
+@pytest.fixture(scope="session")
+def final_reference():
+    """A function: (run, batch) -> probabilities of the run's declared final model, rebuilt
+    from the run's own files (stage-1 checkpoint, head file, ensemble file) without nolb.deploy."""
+    return _final_reference
+
+
+@pytest.fixture(scope="session")
+def final_report_row():
+    """A function: (run, report folder) -> the test-report row of the candidate final_model.json names."""
+    return _final_report_row
+
+
+def _final_report_row(run, report_dir="report"):
+    import json
+
+    final = json.loads((run / "final_model.json").read_text())
+    return json.loads((run / report_dir / "metrics.json").read_text())[REPORT_ROWS[final["candidate"]]]
+
+
+# the row labels of the reports (nolb.retrain.pipeline.ROW_NAMES; the paper head's is its method's, GML here)
+REPORT_ROWS = {"base": "base", "nolb": "nolb (val-tuned GML)", "paper": "GML (paper)", "ensemble": "ensemble"}
+
+
+def _final_reference(run, x):
+    import json
+
+    import torch
+
+    from nolb.engine import load_trained
+    from nolb.io import load_safetensors
+    from nolb.retrain.ensemble_io import load_ensemble
+
+    final = json.loads((run / "final_model.json").read_text())
+    base, _, _ = load_trained(run)
+    base.eval()
+    with torch.no_grad():
+        if final["kind"] == "ensemble":
+            return load_ensemble(run / final["files"]["ensemble"])(x).exp()
+        if final["kind"] == "head":
+            tensors = load_safetensors(run / final["files"]["head"])[0]
+            return torch.softmax(base.forward_features(x) @ tensors["weight"].T + tensors["bias"], 1)
+        return torch.softmax(base(x), 1)

@@ -56,20 +56,20 @@ def digits_test_batch():
 
 
 @pytest.mark.parametrize("fmt,suffix", [("onnx", ".onnx"), ("torch-export", ".pt2")])
-def test_export_of_the_run_ensemble_matches_and_runs_without_nolb(digits_run, tmp_path, fmt, suffix, capsys):
+def test_export_of_the_run_ensemble_matches_and_runs_without_nolb(ensemble_run, tmp_path, fmt, suffix, capsys):
     import onnx
 
     from nolb.deploy import load_model
 
     out = tmp_path / f"model{suffix}"
-    assert main(["export", str(digits_run), "--format", fmt, "--out", str(out)]) == 0
+    assert main(["export", str(ensemble_run), "--format", fmt, "--out", str(out)]) == 0
     assert "max abs difference" in capsys.readouterr().out
     if fmt == "onnx":
         onnx.checker.check_model(onnx.load(str(out)), full_check=True)
     sidecar = json.loads((tmp_path / f"model{suffix}.json").read_text())
     assert sidecar["outputs"] == ["probabilities", "original_probabilities", "new_probabilities"]
     assert sidecar["preprocessing"]["input_size"] == 8 and sidecar["class_names"] == [str(c) for c in range(10)]
-    module, _ = load_model(digits_run)
+    module, _ = load_model(ensemble_run)
     x = digits_test_batch()  # 500 real images: another batch size than the export's example
     with torch.no_grad():
         native = [t.numpy() for t in module.all_probabilities(x)]
@@ -77,8 +77,20 @@ def test_export_of_the_run_ensemble_matches_and_runs_without_nolb(digits_run, tm
     assert len(exported) == 3
     for a, b in zip(native, exported):
         assert b.shape == a.shape and np.abs(a - b).max() <= 1e-5
-    assert main(["export", str(digits_run), "--format", fmt, "--out", str(out)]) == 2  # no silent overwrite
+    assert main(["export", str(ensemble_run), "--format", fmt, "--out", str(out)]) == 2  # no silent overwrite
     assert "--overwrite" in capsys.readouterr().err
+
+
+def test_export_of_the_declared_final_model(digits_run, tmp_path, final_reference):
+    """A run dir exports the candidate final_model.json names (one output unless it is the ensemble)."""
+    out = tmp_path / "final.pt2"
+    assert main(["export", str(digits_run), "--format", "torch-export", "--out", str(out)]) == 0
+    kind = json.loads((digits_run / "final_model.json").read_text())["kind"]
+    outputs = json.loads((tmp_path / "final.pt2.json").read_text())["outputs"]
+    assert len(outputs) == (3 if kind == "ensemble" else 1) and outputs[0] == "probabilities"
+    x = digits_test_batch()
+    exported = run_fresh(tmp_path, "torch-export", out, x)
+    assert np.abs(exported[0] - final_reference(digits_run, x).numpy()).max() <= 1e-5
 
 
 @pytest.mark.slow

@@ -17,34 +17,58 @@ def _rows(path):
         return list(csv.DictReader(handle))
 
 
-def test_predict_on_the_test_split_equals_the_report(digits_run, digits_test_pngs, tmp_path, capsys):
+def _test_tensors():
+    """The 500 Digits-LT test images as nolb's eval loader gives them (in memory, no PNG round trip)."""
+    from nolb.data import build_data, build_loader
+
+    data = build_data("digits_lt", imbalance_ratio=20)
+    loader = build_loader(data.test, batch_size=500, train=False, preset=data.preset, mean=data.mean, std=data.std)
+    return next(iter(loader))[0]
+
+
+def _predict_test_split(run, digits_test_pngs, tmp_path):
     root, paths, labels = digits_test_pngs
     out = tmp_path / "p.csv"
-    assert main(["predict", str(digits_run), str(root), "--csv", str(out), "--batch-size", "64"]) == 0
+    assert main(["predict", str(run), str(root), "--csv", str(out), "--batch-size", "64"]) == 0
     rows = _rows(out)
     assert len(rows) == len(paths) == 500
     by_path = {row["path"]: row for row in rows}
-    predicted = np.array([int(by_path[str(p)]["index_1"]) for p in paths])
-    truth = np.array(labels)
-    report = json.loads((digits_run / "report" / "metrics.json").read_text())["ensemble"]
+    return [by_path[str(p)] for p in paths], np.array(labels)
+
+
+def test_predict_on_the_test_split_equals_the_report(digits_run, digits_test_pngs, tmp_path, capsys,
+                                                     final_reference, final_report_row):
+    """Whatever validation chose (base, a head or the ensemble): predict == that candidate's report row."""
+    rows, truth = _predict_test_split(digits_run, digits_test_pngs, tmp_path)
+    predicted = np.array([int(row["index_1"]) for row in rows])
+    report = final_report_row(digits_run)
     correct = [int(((predicted == truth) & (truth == c)).sum()) for c in range(10)]
     assert correct == report["correct"]  # equal on this run (no near-tie flipped by the report's fp16 features)
-    # Per image, against the run's own saved ensemble on the in-memory test tensors (nolb's eval loader).
-    from nolb.data import build_data, build_loader
-    from nolb.retrain.ensemble_io import load_ensemble
-
-    ensemble = load_ensemble(digits_run / "ensemble" / "ensemble.safetensors")
-    data = build_data("digits_lt", imbalance_ratio=20)
-    loader = build_loader(data.test, batch_size=500, train=False, preset=data.preset, mean=data.mean, std=data.std)
-    with torch.no_grad():
-        log_p = torch.cat([ensemble(x) for x, _ in loader])
-    np.testing.assert_array_equal(predicted, log_p.argmax(1).numpy())
-    probs = np.array([float(by_path[str(p)]["prob_1"]) for p in paths])
-    np.testing.assert_allclose(probs, log_p.exp().max(1).values.numpy(), atol=2e-6)
-    # The ensemble's two heads are in the row, and every row's top-5 is sorted.
-    assert {"original_class", "original_prob", "new_class", "new_prob"} <= set(rows[0])
+    # Per image, against the declared candidate rebuilt from the run's own files on the in-memory test tensors.
+    expected = final_reference(digits_run, _test_tensors())
+    np.testing.assert_array_equal(predicted, expected.argmax(1).numpy())
+    probs = np.array([float(row["prob_1"]) for row in rows])
+    np.testing.assert_allclose(probs, expected.max(1).values.numpy(), atol=2e-6)
     assert all(float(r["prob_1"]) >= float(r["prob_2"]) >= float(r["prob_5"]) for r in rows)
     assert "predicted 500 images" in capsys.readouterr().err
+
+
+def test_predict_with_the_ensemble_gives_both_heads(ensemble_run, digits_test_pngs, tmp_path, final_reference,
+                                                    final_report_row):
+    """The two-head file: its top-1 is the ensemble report row, and both heads' answers are in the CSV."""
+    rows, truth = _predict_test_split(ensemble_run, digits_test_pngs, tmp_path)
+    predicted = np.array([int(row["index_1"]) for row in rows])
+    report = final_report_row(ensemble_run)
+    assert [int(((predicted == truth) & (truth == c)).sum()) for c in range(10)] == report["correct"]
+    np.testing.assert_array_equal(predicted, final_reference(ensemble_run, _test_tensors()).argmax(1).numpy())
+    assert {"original_class", "original_prob", "new_class", "new_prob"} <= set(rows[0])
+    from nolb.deploy import load_model
+
+    module, _ = load_model(ensemble_run)
+    with torch.no_grad():
+        _, p_original, p_new = module.all_probabilities(_test_tensors())
+    assert [int(r["original_class"]) for r in rows] == p_original.argmax(1).tolist()
+    assert [int(r["new_class"]) for r in rows] == p_new.argmax(1).tolist()
 
 
 def test_unreadable_files_are_named_skipped_and_counted(digits_run, digits_test_pngs, tmp_path, capsys):
@@ -79,9 +103,9 @@ def test_empty_input_is_a_one_line_error(digits_run, tmp_path, capsys):
     assert "none of the 1 input files" in capsys.readouterr().err
 
 
-def test_predict_to_stdout_with_a_model_file(digits_run, digits_test_pngs, capsys):
+def test_predict_to_stdout_with_a_model_file(ensemble_run, digits_test_pngs, capsys):
     _, paths, _ = digits_test_pngs
-    model_file = digits_run / "model" / "model.safetensors"
+    model_file = ensemble_run / "model" / "model.safetensors"
     assert main(["predict", str(model_file), str(paths[0]), "--top-k", "1"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].startswith("path,class_1,index_1,prob_1,original_class")

@@ -1,9 +1,10 @@
 """The Markdown model card written next to every packaged final model.
 
 Data and class counts, the base method, the stage-2/3 settings and how they were chosen,
-the test metrics with their 95% bootstrap intervals, the five worst classes and the
-commands that made the model.  Everything comes from files of the run (``config.yaml``,
-``run.json``, ``retrain/retrain.json``, the reports' ``metrics.json``); nothing is recomputed.
+why this candidate is the final model, the test metrics with their 95% bootstrap intervals,
+the five worst classes and the commands that made the model.  Everything comes from files
+of the run (``config.yaml``, ``run.json``, ``retrain/retrain.json``, ``final_model.json``,
+the newest report's ``metrics.json``/``report.md``); nothing is recomputed.
 """
 
 from __future__ import annotations
@@ -19,12 +20,18 @@ MAX_COUNT_ROWS = 100
 
 
 def _test_report(final: Any) -> tuple[dict | None, str]:
+    """The final candidate's row in the newest report that has it (``nolb run``, ``retrain`` or
+    ``ensemble`` may each have written one; the last one scored the run's current files)."""
+    found = []
     for path, row in final.report:
         if Path(path).is_file():
             rows = read_json(path)
             if isinstance(rows.get(row), dict) and "per_class" in rows[row]:
-                return rows[row], f"{path} (row {row!r})"
-    return None, ""
+                found.append((Path(path).stat().st_mtime, rows[row], f"{path} (row {row!r})"))
+    if not found:
+        return None, ""
+    _, row, where = max(found, key=lambda item: item[0])
+    return row, where
 
 
 def _pct(x: float | None) -> str:
@@ -54,36 +61,50 @@ def _method_section(d: ModelDescription, config: Any, final: Any, run: Path) -> 
              f"{' ' + str(dict(config.loss.options)) if config.loss.options else ''}, {t.epochs} epochs, batch {t.batch_size}, lr {o.lr}, "
              f"sampler {config.data.sampler}; checkpoint chosen on validation {getattr(t, 'select_metric', '?')}"]
     if final.stage in ("retrain", "ensemble"):
-        key = final.head_key
-        how = ("chosen on the validation split (prior strength, lr, sampler, epoch)" if key == "nolb"
-               else "the paper's fixed recipe" if key == "paper" else "as given to `nolb retrain`")
-        lines.append(f"- stage 2: re-trained head {key or '?'} ({how}); settings: {_head_settings(run, key) or 'not recorded'}")
+        lines.append(_stage2_line(run, final.head_key))
     if d.kind == "ensemble":
         h = d.heads
         recorded = _recorded_temperature_note(final)
         how = f"as recorded in the report: \"{recorded}\"" if recorded else "how they were chosen is not recorded"
         lines.append(f"- stage 3: ensemble of the original and the re-trained head, T1 {h['original']['temperature']}, "
                      f"T2 {h['new']['temperature']}, {h.get('space', 'prob')}-space average ({how})")
+    lines.append(_final_line(final))
     return lines + [""]
 
 
-def _head_settings(run: Path, key: str | None) -> dict | None:
-    """The recorded settings of stage-2 head ``key`` (``nolb run``'s record, else ``nolb retrain``'s)."""
-    if not key:
-        return None
-    record = run / "retrain" / "retrain.json"
-    if record.is_file():
-        settings = ((read_json(record).get("heads") or {}).get(key) or {}).get("settings")
-        if settings:
-            return settings
-    record = run / "retrain" / key / "retrain.json"
-    return read_json(record).get("settings") if record.is_file() else None
+def _stage2_line(run: Path, key: str | None) -> str:
+    """The stage-2 head: its settings and how they were chosen, from ``RUN/retrain/retrain.json``."""
+    path = run / "retrain" / "retrain.json"
+    record = read_json(path) if path.is_file() else {}
+    head = (record.get("heads") or {}).get(key or "") or {}
+    if not head:
+        return f"- stage 2: re-trained head {key or '?'} (settings not recorded in {path})"
+    criterion = head.get("selection_criterion")
+    how = (f"chosen on the validation split by: {criterion}" if criterion
+           else "the paper's fixed recipe, not tuned" if key == "paper" else "fixed settings, not tuned")
+    epoch = f", best epoch {head['best_epoch']}" if head.get("best_epoch") is not None else ""
+    return (f"- stage 2: re-trained head {key} ({how}; budget: {head.get('budget', 'not recorded')}); "
+            f"settings: {head.get('settings')}{epoch}")
+
+
+def _final_line(final: Any) -> str:
+    """Why this candidate is the final model: ``final_model.json``'s reason and rule."""
+    choice = final.choice
+    if not choice:
+        return (f"- final model: {final.candidate or final.stage} (the run declares none in final_model.json; "
+                "default order: ensemble, nolb head, paper head, stage 1)")
+    scores = "; ".join(f"{name} HM {_pct(v.get('hm'))} AM {_pct(v.get('am'))}"
+                       for name, v in (choice.get("val") or {}).items())
+    return (f"- final model: {choice.get('candidate')} ({choice.get('kind')}), chosen on the validation split among "
+            f"the run's candidates: {choice.get('reason', 'reason not recorded')}; rule: {choice.get('rule', '?')}"
+            + (f"; validation (percent): {scores}" if scores else ""))
 
 
 def _recorded_temperature_note(final: Any) -> str | None:
-    """The report line saying how T1/T2 were set (fixed or chosen on validation), if any."""
-    for path, _ in final.report:
-        markdown = Path(path).with_name("report.md")
+    """The newest report's line saying how T1/T2 were set (fixed or chosen on validation), if any."""
+    reports = sorted((Path(path).with_name("report.md") for path, _ in final.report),
+                     key=lambda p: p.stat().st_mtime if p.is_file() else -1.0, reverse=True)
+    for markdown in reports:
         if markdown.is_file():
             for line in markdown.read_text(encoding="utf-8").splitlines():
                 if "T1" in line and "T2" in line:

@@ -136,21 +136,23 @@ def resolve_model_path(path: str | Path) -> Path:
 
 
 def _is_current(run: Path, packaged: Path) -> bool:
-    """True when ``packaged`` is the run's final model and newer than the files it was made from."""
+    """True when ``packaged`` holds the run's declared final model (same candidate and file)
+    and is newer than every file it was made from (checkpoint, head or ensemble, final_model.json)."""
     from safetensors import safe_open
 
     from nolb.deploy.final_model import final_model_of
+    from nolb.deploy.package import final_identity
 
     final = final_model_of(run)
-    sources = [final.path] if final.path is not None else [run / "checkpoints" / "best.safetensors",
-                                                           run / "checkpoints" / "last.safetensors"]
+    sources = [run / "checkpoints" / "best.safetensors", run / "checkpoints" / "last.safetensors",
+               run / "final_model.json"] + ([final.path] if final.path is not None else [])
     newest = max((p.stat().st_mtime for p in sources if p.is_file()), default=0.0)
     try:
         with safe_open(str(packaged), "pt") as handle:
-            stage = json.loads((handle.metadata() or {}).get("description", "{}")).get("stage")
+            provenance = json.loads((handle.metadata() or {}).get("description", "{}")).get("provenance", {})
     except Exception:  # unreadable: package again
         return False
-    return stage == final.stage and packaged.stat().st_mtime >= newest
+    return provenance.get("final") == final_identity(final, run) and packaged.stat().st_mtime >= newest
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[DeployedClassifier, ModelDescription]:
@@ -159,7 +161,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[De
     Args:
         path: a model file written by :func:`save_model_file` / ``nolb.deploy.package_run``,
             or a run directory (its ``model/model.safetensors``, packaged again first when
-            missing, or older than the files of the run's final model, or of another stage).
+            missing, older than the files of the run's final model, or of another candidate).
         device: where the module goes.
 
     Returns:

@@ -2,13 +2,17 @@
 
 Writes ``RUN/model/model.safetensors`` (see :mod:`nolb.deploy.model_file`) and
 ``RUN/model/MODEL_CARD.md`` (see :mod:`nolb.deploy.card`) for the candidate
-:func:`nolb.deploy.final_model.final_model_of` names: the ensemble, a re-trained model
-(the stage-1 backbone with the re-trained head as its only classifier) or the stage-1 model.
+:func:`nolb.deploy.final_model.final_model_of` names (``RUN/final_model.json``, the choice
+made on validation): the ensemble, a re-trained model (the stage-1 backbone with the
+stage-2 head as its only classifier) or the stage-1 model.  The description's
+``provenance["final"]`` names that candidate and its file, so a run directory whose
+declared final model changed is packaged again (:func:`nolb.deploy.model_file.resolve_model_path`).
 """
 
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -59,12 +63,18 @@ def package_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
         train_counts=[int(n) for n in data.class_counts.tolist()], heads=heads,
         provenance={"run_dir": str(run.resolve()), "commit": (run_record.get("git") or {}).get("commit"),
                     "dirty": (run_record.get("git") or {}).get("dirty"), "commands": _commands(run_record),
-                    "data": config.data.name, "seed": run_record.get("seed")},
+                    "data": config.data.name, "seed": run_record.get("seed"), "final": final_identity(final, run)},
     )
     path = Path(out) if out is not None else run / MODEL_DIR / MODEL_FILE
     save_model_file(path, model, description, new_head)
     write_model_card(path.parent / "MODEL_CARD.md", description, final, config, data, run)
     return path
+
+
+def final_identity(final: FinalModel, run: Path) -> dict[str, Any]:
+    """What the packaged file was made from: the candidate, its stage and file (relative to the run)."""
+    return {"candidate": final.candidate, "stage": final.stage,
+            "file": str(final.path.relative_to(run)) if final.path is not None else None}
 
 
 def _commands(run_record: dict[str, Any]) -> list[str]:
@@ -94,8 +104,7 @@ def _ensemble(final: FinalModel, model: nn.Module, architecture: dict) -> tuple:
     heads = {"original": {"temperature": ensemble.t1}, "space": ensemble.space,
              "new": {"temperature": ensemble.t2, "in_features": new_head.in_features,
                      "out_features": new_head.out_features, "stage2_head": key}}
-    report = sorted(final.report, key=lambda item: item[1] != f"ensemble ({ensemble.space})")
-    return model, new_head, heads, FinalModel(final.stage, final.path, key, report)
+    return model, new_head, heads, replace(final, head_key=key)
 
 
 def _matching_head(run: Path, new_head: nn.Linear) -> str | None:
