@@ -15,7 +15,9 @@ grid, bootstrap, ensemble search, predict)::
 
 On a terminal (stderr is a TTY) this is a tqdm bar.  Otherwise (a job log, a pipe) it prints
 a plain line when the step starts, then at most every ``NOLB_PROGRESS_SECONDS`` (default 30)
-seconds with the count, elapsed time and an ETA, and a last line when it ends.  Nothing is
+seconds with the count, elapsed time and an ETA, and a last line when it ends
+(``announce=False`` keeps only the timed lines, for a step that prints its own summary, such
+as a training epoch).  Nothing is
 printed when quiet (``set_quiet(True)``, the CLI's ``--quiet``, or ``NOLB_QUIET=1``), or on
 any process but rank 0 under torchrun.
 """
@@ -69,7 +71,7 @@ class Progress:
     """A counter that shows itself: ``update(n, **postfix)``, ``close()``; a context manager."""
 
     def __init__(self, total: int | None = None, *, desc: str = "", unit: str = "it",
-                 quiet: bool | None = None, stream=None) -> None:
+                 quiet: bool | None = None, stream=None, announce: bool = True) -> None:
         self.total = total
         self.desc = desc
         self.unit = unit
@@ -82,6 +84,7 @@ class Progress:
         self._start = time.monotonic()
         self._last = self._start
         self._closed = False
+        self._announce = announce
         if not self.enabled:
             return
         if getattr(self._stream, "isatty", lambda: False)():
@@ -89,7 +92,7 @@ class Progress:
 
             self._bar = tqdm(total=total, desc=desc, unit=unit, leave=False, dynamic_ncols=True,
                              file=self._stream)
-        else:
+        elif announce:
             self._line("started")
 
     def update(self, n: int = 1, **postfix: object) -> None:
@@ -119,7 +122,7 @@ class Progress:
             return
         if self._bar is not None:
             self._bar.close()
-        else:
+        elif self._announce:
             self._line("done")
 
     def _line(self, event: str = "") -> None:

@@ -15,6 +15,7 @@ import sys
 from nolb import __version__
 from nolb.cli._parser import NolbArgumentParser
 from nolb.errors import NolbError, one_line
+from nolb.progress import set_quiet
 
 # Module names under nolb.cli, in the order `nolb --help` lists them.
 SUBCOMMAND_MODULES = ("evaluate", "data", "train", "retrain", "ensemble", "run", "demo")
@@ -39,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    if getattr(args, "quiet", False):
+        set_quiet(True)  # every command's --quiet silences nolb.progress
     try:
         return int(args.func(args) or 0)
     except NolbError as exc:

@@ -24,7 +24,7 @@ from nolb.config import Config, config_from_dict, validate
 from nolb.engine import components as build
 from nolb.engine.distributed import DistInfo, barrier, init_distributed, local_rank, sync_buffers
 from nolb.engine.evaluate import evaluate
-from nolb.engine.loop import NonFiniteLoss, progress_enabled, train_one_epoch
+from nolb.engine.loop import NonFiniteLoss, train_one_epoch
 from nolb.engine.precision import make_grad_scaler
 from nolb.engine.run_dir import RunDir
 from nolb.engine.schedules import schedule_from_config
@@ -137,7 +137,7 @@ def _train(config: Config, *, run_dir: str | Path | None, resume: bool, overwrit
         net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     if t.compile:
         net = torch.compile(net)
-    show = progress_enabled(t.progress and not quiet) and dist_info.is_main
+    show = t.progress and not quiet and dist_info.is_main
     tensorboard = _tensorboard(run, t.tensorboard and dist_info.is_main)
     for epoch in range(start_epoch, t.epochs):
         train_loader.set_epoch(epoch)
