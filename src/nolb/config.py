@@ -26,7 +26,7 @@ from typing import Any, Iterable
 
 import yaml
 
-from nolb.errors import NolbError
+from nolb.errors import NolbError, did_you_mean
 from nolb.retrain.config import EnsembleConfig, RetrainConfig
 
 PACKAGED_CONFIGS = Path(__file__).resolve().parent / "configs"
@@ -177,7 +177,8 @@ def resolve_recipe(path: str | os.PathLike, relative_to: Path | None = None) -> 
     for candidate in candidates:
         if candidate.is_file():
             return candidate.resolve()
-    raise NolbError(f"config file {path} not found (nor a packaged recipe of that name)")
+    recipes = sorted(p.stem for p in PACKAGED_CONFIGS.glob("*.yaml"))
+    raise NolbError(f"config file {path} not found (nor a packaged recipe of that name){did_you_mean(path, recipes)}")
 
 
 def _read_with_bases(path: Path, seen: tuple) -> tuple[dict, dict]:

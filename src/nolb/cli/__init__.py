@@ -14,11 +14,11 @@ import sys
 
 from nolb import __version__
 from nolb.cli._parser import NolbArgumentParser
-from nolb.errors import NolbError, one_line
+from nolb.errors import NolbError, cli_text
 from nolb.progress import set_quiet
 
 # Module names under nolb.cli, in the order `nolb --help` lists them.
-SUBCOMMAND_MODULES = ("evaluate", "data", "train", "retrain", "ensemble", "run", "demo")
+SUBCOMMAND_MODULES = ("evaluate", "data", "train", "retrain", "ensemble", "run", "demo", "compare")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except NolbError as exc:
-        print(f"nolb: error: {one_line(exc)}", file=sys.stderr)
+        print(f"nolb: error: {cli_text(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("nolb: interrupted", file=sys.stderr)

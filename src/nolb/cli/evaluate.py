@@ -20,6 +20,7 @@ import numpy as np
 
 from nolb import __version__
 from nolb.errors import NolbError
+from nolb.metrics.recall_curve import figure_format
 from nolb.io import write_json, write_text
 from nolb.metrics import RecallReport, format_notes, format_table, plot_per_class_recall, recall_report
 
@@ -49,6 +50,8 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     outputs = [Path(p) for p in (args.json, args.csv, args.plot) if p]
     _check_outputs(outputs, args.overwrite)
+    if args.plot:
+        figure_format(args.plot)  # an unsupported suffix fails before anything is written
     if args.bootstrap < 0:
         raise NolbError(f"--bootstrap must be >= 0, got {args.bootstrap}")
     shared_counts = _read_train_counts(Path(args.train_counts)) if args.train_counts else None
@@ -96,7 +99,7 @@ def _evaluate_file(path: Path, shared_counts: np.ndarray | None, args: argparse.
             bootstrap=args.bootstrap, seed=args.seed, exclude_empty=args.exclude_empty,
         )
     except NolbError as exc:
-        raise NolbError(f"{path}: {exc}") from None
+        raise exc.prefixed(f"{path}: ") from None
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:

@@ -66,7 +66,8 @@ class RunDir:
         self.path = Path(path)
         self.writer = writer
         if resume and overwrite:
-            raise NolbError("--resume and --overwrite exclude each other")
+            raise NolbError("resume=True and overwrite=True exclude each other",
+                            cli="--resume and --overwrite exclude each other")
         if resume:
             if not (self.path / "checkpoints" / "last.json").is_file() and not (self.path / "config.yaml").is_file():
                 raise NolbError(f"{self.path}: nothing to resume (no checkpoints/last.json)")
@@ -77,7 +78,9 @@ class RunDir:
         exists = self.path.exists() and (not self.path.is_dir() or any(self.path.iterdir()))
         if exists and writer:
             if not overwrite:
-                raise NolbError(f"{self.path}: run directory exists; pass --resume to continue it or --overwrite to replace it")
+                raise NolbError(f"{self.path}: run directory exists; pass resume=True to continue it or overwrite=True "
+                                f"to replace it", cli=f"{self.path}: run directory exists; pass --resume to continue "
+                                                      f"it or --overwrite to replace it")
             if not self.path.is_dir() or not any((self.path / m).exists() for m in _RUN_MARKERS):
                 raise NolbError(f"{self.path}: refusing to overwrite: it is not a nolb run directory")
             shutil.rmtree(self.path)

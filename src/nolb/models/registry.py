@@ -6,7 +6,7 @@ from typing import Any, Callable
 
 from torch import nn
 
-from nolb.errors import NolbError
+from nolb.errors import NolbError, did_you_mean
 from nolb.models.checkpoint import load_any_weights
 from nolb.models.resnet_cifar import resnet20, resnet32
 from nolb.models.small_cnn import SmallCNN
@@ -56,7 +56,7 @@ def build_model(
         A module with ``forward_features``, ``classifier`` and ``feature_dim``.
     """
     if name not in _BUILDERS:
-        raise NolbError(f"unknown model {name!r}; expected one of {', '.join(MODEL_NAMES)}")
+        raise NolbError(f"unknown model {name!r}{did_you_mean(name, MODEL_NAMES)}; expected one of {', '.join(MODEL_NAMES)}")
     if num_classes < 1:
         raise NolbError(f"num_classes must be >= 1, got {num_classes}")
     try:
