@@ -256,7 +256,8 @@ def _tensorboard(run: RunDir, wanted: bool) -> Any:
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
-        print("nolb: train.tensorboard is set but tensorboard is not installed; skipping", file=sys.stderr)
+        print("nolb: warning: train.tensorboard=true but TensorBoard is not installed (pip install 'nolb[tensorboard]'); "
+              "skipping it", file=sys.stderr)
         return None
     return SummaryWriter(str(run.path / "tensorboard"))
 
