@@ -1,0 +1,43 @@
+"""train.threads: auto gives the free cores per process; NOLB_THREADS / OMP_NUM_THREADS win."""
+
+from __future__ import annotations
+
+import pytest
+
+from nolb.engine.threads import auto_threads, resolve_threads
+from nolb.errors import NolbError
+
+
+@pytest.mark.parametrize("cores, load, processes, expected", [
+    (2, 0.0, 1, 2),    # idle: every core
+    (2, 0.4, 1, 2),    # a little background work still rounds to both
+    (2, 1.0, 1, 1),    # one core busy with another job: one thread
+    (2, 9.0, 1, 1),    # oversubscribed: never below 1
+    (16, 0.0, 4, 4),   # four torchrun processes share the cores
+    (16, 8.0, 4, 2),
+])
+def test_auto_threads(cores, load, processes, expected):
+    assert auto_threads(processes, cores=cores, load=load) == expected
+
+
+def test_environment_overrides_the_config(monkeypatch):
+    monkeypatch.delenv("NOLB_THREADS", raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert resolve_threads("auto") == (3, "OMP_NUM_THREADS")
+    monkeypatch.setenv("NOLB_THREADS", "2")
+    assert resolve_threads(5) == (2, "NOLB_THREADS")
+    monkeypatch.delenv("NOLB_THREADS")
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert resolve_threads("4") == (4, "train.threads")
+    assert resolve_threads("auto")[1] == "train.threads=auto"
+
+
+@pytest.mark.parametrize("bad", ["two", "0", "-1", "1.5"])
+def test_bad_values_name_the_key(monkeypatch, bad):
+    monkeypatch.delenv("NOLB_THREADS", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    with pytest.raises(NolbError, match="train.threads"):
+        resolve_threads(bad)
+    monkeypatch.setenv("NOLB_THREADS", bad)
+    with pytest.raises(NolbError, match="NOLB_THREADS"):
+        resolve_threads("auto")
