@@ -41,3 +41,17 @@ def test_bad_values_name_the_key(monkeypatch, bad):
     monkeypatch.setenv("NOLB_THREADS", bad)
     with pytest.raises(NolbError, match="NOLB_THREADS"):
         resolve_threads("auto")
+
+
+def test_the_cli_makes_waiting_threads_sleep_unless_told_otherwise(monkeypatch, capsys):
+    import os
+
+    from nolb.cli import main
+
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    assert main(["data", "info", "places_lt"]) == 0
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    assert main(["data", "info", "places_lt"]) == 0
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
+    capsys.readouterr()
