@@ -44,6 +44,11 @@ def is_quiet() -> bool:
     return _QUIET or os.environ.get("NOLB_QUIET", "") not in ("", "0")
 
 
+def is_main_process() -> bool:
+    """Rank 0 under torchrun (or no torchrun at all): the one process that prints results."""
+    return _is_rank0()
+
+
 def _is_rank0() -> bool:
     if os.environ.get("RANK", "0") != "0":
         return False
