@@ -102,7 +102,7 @@ class TrainConfig:
     tensorboard: bool = False  # write TensorBoard events when tensorboard is installed
     plot: bool = True  # per_class_recall.png of the test report in the run directory
     max_steps_per_epoch: int | None = None  # cap steps per epoch (smoke runs)
-    threads: str = "auto"  # CPU threads per process: auto (free cores) | N; env NOLB_THREADS / OMP_NUM_THREADS win
+    threads: str = "auto"  # CPU threads per process: auto (cores / local processes) | N; env NOLB_THREADS, OMP_NUM_THREADS win
 
 
 @dataclass

@@ -1,12 +1,16 @@
 """How many CPU threads a run uses: ``train.threads`` (``auto`` or a number), overridable by
 the ``NOLB_THREADS`` and ``OMP_NUM_THREADS`` environment variables.
 
-``auto`` gives each process its share of the cores that are free when the run starts: the
-cores (``os.sched_getaffinity``) minus the 1-minute load average of other work, divided by
-the processes on this machine, at least 1.  On a machine where another job keeps a core
-busy, a second intra-op thread waits on that core and slows every step down (measured:
-``benchmarks/threads.py``, docs/PERFORMANCE.md "CPU threads"); on an idle machine every core
-is used.  The chosen count is printed in the run header and recorded in ``run.json``.
+``auto`` gives each process on this machine an equal share of its cores
+(``os.sched_getaffinity``; ``LOCAL_WORLD_SIZE`` processes under torchrun), at least 1.
+Measured on a 2-core machine loaded by other jobs (``benchmarks/threads.py``,
+docs/PERFORMANCE.md "CPU threads"): what decides the speed is that waiting OpenMP threads
+sleep (``OMP_WAIT_POLICY=PASSIVE``, which the ``nolb`` command sets unless it is exported):
+with OpenMP's spinning default, 2 threads ran 3-24x slower than with PASSIVE.  With PASSIVE,
+2 threads against 1 was a tie within the noise with only other users' load (0.75x and
+0.88x, single repetitions 0.5-2.5x) and faster with one more core-spinning process (1.6x
+small CNN, 3.3x ResNet-32), so ``auto`` uses every core.  The count is printed in the run
+header and recorded in ``run.json``.
 """
 
 from __future__ import annotations
@@ -25,16 +29,10 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def auto_threads(processes: int = 1, cores: int | None = None, load: float | None = None) -> int:
-    """The free cores per process (at least 1): ``(cores - load) / processes``, rounded."""
+def auto_threads(processes: int = 1, cores: int | None = None) -> int:
+    """The cores per process on this machine (at least 1)."""
     cores = available_cores() if cores is None else cores
-    if load is None:
-        try:
-            load = os.getloadavg()[0]
-        except OSError:
-            load = 0.0
-    free = max(1.0, cores - max(0.0, load))
-    return max(1, min(cores, int(free / max(1, processes) + 0.5)))
+    return max(1, cores // max(1, processes))
 
 
 def resolve_threads(setting: object, processes: int = 1) -> tuple[int, str]:
