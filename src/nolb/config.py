@@ -26,7 +26,7 @@ from typing import Any, Iterable
 
 import yaml
 
-from nolb.errors import NolbError
+from nolb.errors import NolbError, did_you_mean
 from nolb.limits import check_config_values
 from nolb.yaml_io import load_yaml_file, parse_yaml_value
 from nolb.config_stages import EnsembleConfig, RetrainConfig, check_stage_sections
@@ -104,6 +104,7 @@ class TrainConfig:
     tensorboard: bool = False  # write TensorBoard events when tensorboard is installed
     plot: bool = True  # per_class_recall.png of the test report in the run directory
     max_steps_per_epoch: int | None = None  # cap steps per epoch (smoke runs)
+    threads: str = "auto"  # CPU threads per process: auto (cores / local processes) | N; env NOLB_THREADS, OMP_NUM_THREADS win
 
 
 @dataclass
@@ -179,7 +180,8 @@ def resolve_recipe(path: str | os.PathLike, relative_to: Path | None = None) -> 
     for candidate in candidates:
         if candidate.is_file():
             return candidate.resolve()
-    raise NolbError(f"config file {path} not found (nor a packaged recipe of that name)")
+    recipes = sorted(p.stem for p in PACKAGED_CONFIGS.glob("*.yaml"))
+    raise NolbError(f"config file {path} not found (nor a packaged recipe of that name){did_you_mean(path, recipes)}")
 
 
 def _read_with_bases(path: Path, seen: tuple) -> tuple[dict, dict]:

@@ -15,7 +15,9 @@ grid, bootstrap, ensemble search, predict)::
 
 On a terminal (stderr is a TTY) this is a tqdm bar.  Otherwise (a job log, a pipe) it prints
 a plain line when the step starts, then at most every ``NOLB_PROGRESS_SECONDS`` (default 30)
-seconds with the count, elapsed time and an ETA, and a last line when it ends.  Nothing is
+seconds with the count, elapsed time and an ETA, and a last line when it ends
+(``announce=False`` keeps only the timed lines, for a step that prints its own summary, such
+as a training epoch).  Nothing is
 printed when quiet (``set_quiet(True)``, the CLI's ``--quiet``, or ``NOLB_QUIET=1``), or on
 any process but rank 0 under torchrun.
 """
@@ -40,6 +42,11 @@ def set_quiet(quiet: bool) -> None:
 
 def is_quiet() -> bool:
     return _QUIET or os.environ.get("NOLB_QUIET", "") not in ("", "0")
+
+
+def is_main_process() -> bool:
+    """Rank 0 under torchrun (or no torchrun at all): the one process that prints results."""
+    return _is_rank0()
 
 
 def _is_rank0() -> bool:
@@ -69,7 +76,7 @@ class Progress:
     """A counter that shows itself: ``update(n, **postfix)``, ``close()``; a context manager."""
 
     def __init__(self, total: int | None = None, *, desc: str = "", unit: str = "it",
-                 quiet: bool | None = None, stream=None) -> None:
+                 quiet: bool | None = None, stream=None, announce: bool = True) -> None:
         self.total = total
         self.desc = desc
         self.unit = unit
@@ -82,6 +89,7 @@ class Progress:
         self._start = time.monotonic()
         self._last = self._start
         self._closed = False
+        self._announce = announce
         if not self.enabled:
             return
         if getattr(self._stream, "isatty", lambda: False)():
@@ -89,7 +97,7 @@ class Progress:
 
             self._bar = tqdm(total=total, desc=desc, unit=unit, leave=False, dynamic_ncols=True,
                              file=self._stream)
-        else:
+        elif announce:
             self._line("started")
 
     def update(self, n: int = 1, **postfix: object) -> None:
@@ -119,7 +127,7 @@ class Progress:
             return
         if self._bar is not None:
             self._bar.close()
-        else:
+        elif self._announce:
             self._line("done")
 
     def _line(self, event: str = "") -> None:

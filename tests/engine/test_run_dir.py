@@ -18,7 +18,7 @@ from nolb.io import save_safetensors
 def test_existing_directory_needs_resume_or_overwrite(tmp_path):
     run = RunDir(tmp_path / "run")
     run.write_run_info({"seed": 0})
-    with pytest.raises(NolbError, match="exists; pass --resume"):
+    with pytest.raises(NolbError, match="exists; pass resume=True"):
         RunDir(tmp_path / "run")
     with pytest.raises(NolbError, match="nothing to resume"):
         RunDir(tmp_path / "run", resume=True)

@@ -49,7 +49,8 @@ def test_table_intervals_and_na_for_an_empty_group():
     assert row["AM"] == f"{100 * reports['first'].am:.2f} [{100 * low:.2f}, {100 * high:.2f}]"
     tiny = {"all many": recall_report([0, 1], [0, 1], num_classes=2, train_counts=[500, 200])}
     row = parse_markdown(format_table(tiny))[0]
-    assert row["Medium (0)"] == "n/a" and row["Few (0)"] == "n/a" and row["Many (2)"] == "100.00"
+    assert "Medium (0)" not in row and "Few (0)" not in row and row["Many (2)"] == "100.00"  # empty everywhere: left out
+    assert "Medium, Few: no class in any row, column left out" in " ".join(format_notes(tiny))
 
 
 def test_notes_state_the_rule_and_the_correction():

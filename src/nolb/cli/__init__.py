@@ -16,10 +16,12 @@ import sys
 
 from nolb import __version__
 from nolb.cli._parser import NolbArgumentParser
-from nolb.errors import NolbError, one_line
+from nolb.errors import NolbError, cli_text
+from nolb.progress import set_quiet
 
 # Module names under nolb.cli, in the order `nolb --help` lists them.
-SUBCOMMAND_MODULES = ("evaluate", "data", "train", "retrain", "ensemble", "run", "demo", "recipes", "predict", "export")
+SUBCOMMAND_MODULES = ("evaluate", "data", "train", "retrain", "ensemble", "run", "demo", "recipes", "predict",
+                      "export", "compare")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Before the subcommands import torch (and OpenMP reads it): waiting threads sleep instead
+    # of spinning on a core another thread or job needs (docs/PERFORMANCE.md "CPU threads").
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
@@ -43,11 +48,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from nolb.engine.run_dir import command_locks
 
+    if getattr(args, "quiet", False):
+        set_quiet(True)  # every command's --quiet silences nolb.progress
     try:
         with command_locks():  # a run directory stays locked until the command ends
             return int(args.func(args) or 0)
     except NolbError as exc:
-        print(f"nolb: error: {one_line(exc)}", file=sys.stderr)
+        print(f"nolb: error: {cli_text(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("nolb: interrupted", file=sys.stderr)

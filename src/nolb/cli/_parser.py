@@ -29,5 +29,6 @@ class NolbArgumentParser(argparse.ArgumentParser):
             self._parsing_intermixed = False
 
     def error(self, message: str):  # type: ignore[override]
-        print(f"nolb: error: {self.prog}: {one_line(message)} (see '{self.prog} --help')", file=sys.stderr)
+        where = "" if self.prog == "nolb" else f"{self.prog}: "  # one "nolb:" prefix, never two
+        print(f"nolb: error: {where}{one_line(message)} (see '{self.prog} --help')", file=sys.stderr)
         sys.exit(2)

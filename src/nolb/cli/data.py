@@ -95,6 +95,10 @@ def plot_counts(counts, path: Path, title: str, many_threshold: int, few_thresho
 def _info(args: argparse.Namespace) -> int:
     from nolb.data import build_data
 
+    from nolb.cli.data_published import PUBLISHED_PROFILES, print_published_profile
+
+    if args.name in PUBLISHED_PROFILES and not (args.root or args.lists_dir or args.train_list or args.plot):
+        return print_published_profile(args.name)  # the benchmark's shape needs no image folder
     plot = Path(args.plot) if args.plot else None
     if plot is not None and plot.exists() and not args.force:
         raise NolbError(f"{plot}: already exists (pass --force to overwrite)")

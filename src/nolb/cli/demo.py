@@ -33,6 +33,13 @@ def _run(args: argparse.Namespace) -> int:
     from nolb.cli.run import run_and_print
     from nolb.config import load_config
 
+    from pathlib import Path
+
+    from nolb.errors import NolbError
+
+    out = Path(args.out)
+    if out.is_dir() and any(out.iterdir()) and not args.overwrite:  # the demo has no --resume to suggest
+        raise NolbError(f"{out}: a demo run is already there; pass --overwrite to replace it or --out DIR for a new one")
     overrides = [*(FAST_OVERRIDES if args.fast else ()), *args.overrides]
     config = load_config(DEMO_RECIPE, overrides)
     return run_and_print(config, run_dir=args.out, overwrite=args.overwrite, quiet=True)

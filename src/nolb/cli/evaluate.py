@@ -24,6 +24,7 @@ from nolb import __version__
 from nolb.errors import NolbError
 from nolb.io import check_output_target, publish_together, write_json, write_text
 from nolb.limits import check_at_most, limit
+from nolb.metrics.recall_curve import figure_format
 from nolb.metrics import RecallReport, format_notes, format_table, plot_per_class_recall, recall_report
 from nolb.metrics.analysis_plots import plot_reliability
 from nolb.metrics.figures import figure_format
@@ -58,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
     _check_outputs(outputs, args.overwrite)
     _check_calibration_plot(args, outputs)
     _check_bounds(args)
+    if args.plot:
+        figure_format(args.plot)  # an unsupported suffix fails before anything is written
     shared_counts = _read_train_counts(Path(args.train_counts)) if args.train_counts else None
     reports: dict[str, RecallReport] = {}
     for path, label in zip(map(Path, args.files), _row_labels(args.files)):
@@ -115,7 +118,7 @@ def _evaluate_file(path: Path, shared_counts: np.ndarray | None, args: argparse.
             calibration=_calibration_kind(arrays, scores),
         )
     except NolbError as exc:
-        raise NolbError(f"{path}: {exc}") from None
+        raise exc.prefixed(f"{path}: ") from None
 
 
 _NEEDED_ARRAYS = ("labels", "logits", "probs", "scores", "pred", "train_counts", "class_names")

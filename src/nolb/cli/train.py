@@ -57,6 +57,10 @@ def _run(args: argparse.Namespace) -> int:
         run_dir = args.out
     result = train(config, run_dir=run_dir, resume=bool(args.resume), overwrite=args.overwrite, quiet=args.quiet,
                    command=["nolb", *sys.argv[1:]] if sys.argv else None)
+    from nolb.progress import is_main_process
+
+    if not is_main_process():  # under torchrun the table is printed once, by rank 0
+        return 0
     if result.test is not None:
         from nolb.metrics import format_table
 

@@ -116,8 +116,10 @@ def read_cifar(root: str | Path, num_classes: int, download: bool = False):
             root.mkdir(parents=True, exist_ok=True)
             getattr(tvd, layout["torchvision"])(str(root), train=True, download=True)
         else:
-            raise NolbError(f"{folder}: CIFAR-{num_classes} folder not found "
-                            f"(root={root}; pass download=True to fetch it)")
+            missing = f"{folder}: CIFAR-{num_classes} folder not found (root {root}"
+            raise NolbError(f"{missing}; pass download=True to fetch it)",
+                            cli=f"{missing}; add data.download=true to fetch it, or --option download=true "
+                                f"with nolb data info)")
     x_train, y_train = _read_split(folder, layout["train"], layout["label_key"])
     x_test, y_test = _read_split(folder, layout["test"], layout["label_key"])
     meta = _load_pickle(folder / layout["meta"])

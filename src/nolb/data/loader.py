@@ -122,7 +122,7 @@ class ImageBatchLoader:
 def build_loader(dataset: Dataset, *, batch_size: int, train: bool, preset: str, mean, std, augment: Any = None,
                  sampler: str = "instance", class_counts=None, seed: int = 0, device: str | torch.device = "cpu",
                  rank: int = 0, world_size: int = 1, drop_last: bool | None = None, num_workers: int = 0,
-                 channels_last: bool = False, total_epochs: int | None = None):
+                 channels_last: bool = False, total_epochs: int | None = None, image_size: int | None = None):
     """A loader of ``(x, y)`` batches: float32 normalised images and int64 labels on ``device``.
 
     Args:
@@ -141,6 +141,7 @@ def build_loader(dataset: Dataset, *, batch_size: int, train: bool, preset: str,
         num_workers: DataLoader workers (per-image path only).
         channels_last: return ``x`` in channels-last memory format.
         total_epochs: ``T`` of the progressive sampler.
+        image_size: network input side for the per-image presets (default: the preset's).
     """
     if batch_size < 1:
         raise NolbError(f"batch_size: must be positive, got {batch_size}")
@@ -158,6 +159,6 @@ def build_loader(dataset: Dataset, *, batch_size: int, train: bool, preset: str,
         return TensorBatchLoader(dataset, batch_size=batch_size, sampler=index_sampler, spec=spec, mean=mean,
                                  std=std, device=device, seed=seed, rank=rank, drop_last=drop_last,
                                  channels_last=channels_last)
-    transform = build_transform(preset, train, mean=mean, std=std, augment=augment)
+    transform = build_transform(preset, train, mean=mean, std=std, augment=augment, image_size=image_size)
     return ImageBatchLoader(dataset, batch_size=batch_size, sampler=index_sampler, transform=transform,
                             device=device, drop_last=drop_last, num_workers=num_workers, channels_last=channels_last)

@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import Dataset
 
 from nolb.data.profiles import group_sizes
-from nolb.errors import NolbError
+from nolb.errors import NolbError, did_you_mean
 
 PRESET_NAMES = ("cifar", "mnist", "digits", "imagenet")
 
@@ -84,7 +84,8 @@ def dataset_options(name: str) -> tuple[str, ...]:
 def _builder(name: str) -> Callable[..., dict]:
     builders = _builders()
     if name not in builders:
-        raise NolbError(f"data.name: unknown dataset {name!r}; expected one of {', '.join(DATASET_NAMES)}")
+        raise NolbError(f"data.name: unknown dataset {name!r}{did_you_mean(name, DATASET_NAMES)}; "
+                        f"expected one of {', '.join(DATASET_NAMES)}")
     return builders[name]
 
 

@@ -89,7 +89,7 @@ def build_loaders(config: Config, data: Any, *, device: torch.device, rank: int,
     t = config.train
     if t.batch_size % world_size:
         raise NolbError(f"config key 'train.batch_size' ({t.batch_size}) must be divisible by the {world_size} processes")
-    common = dict(preset=data.preset, mean=data.mean, std=data.std, device=device, rank=rank, world_size=world_size,
+    common = dict(preset=data.preset, mean=data.mean, std=data.std, image_size=data.image_size, device=device, rank=rank, world_size=world_size,
                   num_workers=config.data.num_workers, channels_last=t.channels_last, seed=t.seed)
     train_loader = build_loader(data.train, batch_size=t.batch_size // world_size, train=True, augment=config.data.augment,
                                 sampler=config.data.sampler, class_counts=data.class_counts,
@@ -105,5 +105,5 @@ def eval_loader(config: Config, data: Any, dataset: Any, *, device: torch.device
     from nolb.data import build_loader
 
     return build_loader(dataset, batch_size=config.train.eval_batch_size, train=False, preset=data.preset, mean=data.mean,
-                        std=data.std, device=device, rank=rank, world_size=world_size,
+                        std=data.std, image_size=data.image_size, device=device, rank=rank, world_size=world_size,
                         num_workers=config.data.num_workers, channels_last=config.train.channels_last, seed=config.train.seed)

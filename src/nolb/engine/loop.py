@@ -9,7 +9,6 @@ so the parameters (and the last checkpoint) stay those of the last good step.
 from __future__ import annotations
 
 import math
-import sys
 import time
 from dataclasses import dataclass
 from typing import Iterable
@@ -19,6 +18,7 @@ from torch import nn
 
 from nolb.engine.distributed import broadcast_flag
 from nolb.engine.precision import autocast_context
+from nolb.progress import Progress
 
 
 class NonFiniteLoss(RuntimeError):
@@ -42,11 +42,6 @@ class EpochStats:
     @property
     def images_per_second(self) -> float:
         return self.images / self.seconds if self.seconds > 0 else float("nan")
-
-
-def progress_enabled(wanted: bool) -> bool:
-    """Progress bars only when asked for and stderr is an interactive terminal."""
-    return bool(wanted) and sys.stderr.isatty()
 
 
 def train_one_epoch(
@@ -79,8 +74,9 @@ def train_one_epoch(
         mixup_alpha: > 0 enables mixup.
         mixup_generator: Random source for mixup.
         max_steps: Stop after this many steps (smoke runs).
-        progress: Show a tqdm bar with loss, lr and images/s.
-        description: The bar's label.
+        progress: Show progress (``nolb.progress``: a bar on a terminal, a plain line every
+            30 s otherwise, rank 0 only) with loss, lr and images/s.
+        description: The progress label.
 
     Returns:
         The epoch's mean loss, steps, images and wall time.
@@ -88,13 +84,11 @@ def train_one_epoch(
     Raises:
         NonFiniteLoss: the loss was NaN or infinite (the step is not applied).
     """
-    from tqdm import tqdm
-
     if mixup_alpha > 0:
         from nolb.data import mixup_batch
     model.train()
     total = len(loader) if max_steps is None else min(len(loader), max_steps)
-    bar = tqdm(total=total, desc=description, leave=False, disable=not progress, dynamic_ncols=True)
+    bar = Progress(total, desc=description, unit="batch", quiet=None if progress else True, announce=False)
     loss_sum, steps, images, start = 0.0, 0, 0, time.perf_counter()
     lr = optimizer.param_groups[0]["lr"]
     for x, y in loader:
@@ -120,9 +114,7 @@ def train_one_epoch(
         loss_sum += value
         steps += 1
         images += int(y.shape[0])
-        if progress:
-            elapsed = time.perf_counter() - start
-            bar.set_postfix(loss=f"{value:.4f}", lr=f"{lr:.4g}", img_s=f"{images / max(elapsed, 1e-9):.0f}")
-            bar.update(1)
+        elapsed = time.perf_counter() - start
+        bar.update(1, loss=f"{value:.4f}", lr=f"{lr:.4g}", img_s=f"{images / max(elapsed, 1e-9):.0f}")
     bar.close()
     return EpochStats(loss=loss_sum / max(steps, 1), steps=steps, images=images, seconds=time.perf_counter() - start)

@@ -174,7 +174,8 @@ class RunDir:
         self._clear_on_start = False
         self._empty_claimed = False  # an empty folder the user made: only the marker was added
         if resume and overwrite:
-            raise NolbError("--resume and --overwrite exclude each other")
+            raise NolbError("resume=True and overwrite=True exclude each other",
+                            cli="--resume and --overwrite exclude each other")
         if resume:
             if not (self.path / "config.yaml").is_file():
                 if self.path.is_dir() and _half_made(self.path):
@@ -214,7 +215,9 @@ class RunDir:
         lock_run_dir(self.path)
         if not overwrite:
             self.release()
-            raise NolbError(f"{self.path}: run directory exists; pass --resume to continue it or --overwrite to replace it")
+            raise NolbError(f"{self.path}: run directory exists; pass resume=True to continue it or overwrite=True to "
+                            "replace it", cli=f"{self.path}: run directory exists; pass --resume to continue it or "
+                            "--overwrite to replace it")
         self._clear_on_start = True  # emptied when the new run writes its config, not before
 
     def release(self) -> None:

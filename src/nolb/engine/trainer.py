@@ -11,6 +11,7 @@ epoch from ``checkpoints/last`` and continues exactly (bit-identical on the CPU 
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -24,10 +25,11 @@ from nolb.config import Config, config_from_dict, validate
 from nolb.engine import components as build
 from nolb.engine.distributed import DistInfo, barrier, init_distributed, local_rank, sync_buffers
 from nolb.engine.evaluate import evaluate
-from nolb.engine.loop import NonFiniteLoss, progress_enabled, train_one_epoch
+from nolb.engine.loop import NonFiniteLoss, train_one_epoch
 from nolb.engine.precision import make_grad_scaler
 from nolb.engine.run_dir import RunDir
 from nolb.engine.schedules import schedule_from_config
+from nolb.engine.threads import apply_threads
 from nolb.engine.training_state import (
     merge_optimizer_state, rng_states, seed_everything, set_rng_states, split_optimizer_state,
 )
@@ -110,6 +112,7 @@ def _train(config: Config, *, run_dir: str | Path | None, resume: bool, overwrit
     t = config.train
     device = build.resolve_device(t.device, local_rank())
     dist_info = init_distributed(device)
+    threads = apply_threads(t.threads, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     seed_everything(t.seed)
     run = RunDir(run_dir or default_run_dir(config), resume=resume, overwrite=overwrite, writer=dist_info.is_main)
     try:  # the run directory is locked until the run ends; a refused start removes what it made
@@ -145,13 +148,16 @@ def _train_in(run: RunDir, config: Config, dist_info: DistInfo, device: torch.de
                                                    world_size=dist_info.world_size)
     if not resume:  # written once every part of the run has been built (a refused start leaves nothing)
         run.write_config(config)
-        run.write_run_info(_run_info(config, dist_info, device, data, command))
+        run.write_run_info({**_run_info(config, dist_info, device, data, command), "threads": threads[0]})
     net: nn.Module = model
     if dist_info.distributed:
         net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     if t.compile:
         net = torch.compile(net)
-    show = progress_enabled(t.progress and not quiet) and dist_info.is_main
+    show = t.progress and not quiet and dist_info.is_main
+    if dist_info.is_main and not quiet:
+        print(f"stage 1: {config.data.name}, {config.model.name} + {config.loss.name}, {t.epochs} epochs on {device}, "
+              f"{dist_info.world_size} process(es) x {threads[0]} CPU thread(s) ({threads[1]})", file=sys.stderr, flush=True)
     tensorboard = _tensorboard(run, t.tensorboard and dist_info.is_main)
     for epoch in range(start_epoch, t.epochs):
         train_loader.set_epoch(epoch)
@@ -270,7 +276,8 @@ def _tensorboard(run: RunDir, wanted: bool) -> Any:
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
-        print("nolb: train.tensorboard is set but tensorboard is not installed; skipping", file=sys.stderr)
+        print("nolb: warning: train.tensorboard=true but TensorBoard is not installed (pip install 'nolb[tensorboard]'); "
+              "skipping it", file=sys.stderr)
         return None
     return SummaryWriter(str(run.path / "tensorboard"))
 

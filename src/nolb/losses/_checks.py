@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from nolb.errors import NolbError
+from nolb.errors import NolbError, did_you_mean
 
 __all__ = ["as_class_counts", "check_choice", "check_real", "check_batch"]
 
@@ -98,7 +98,8 @@ def check_real(
 def check_choice(owner: str, name: str, value: Any, choices: Sequence[str]) -> str:
     """Return ``value`` if it is one of ``choices``, else raise a message listing them."""
     if value not in choices:
-        raise NolbError(f"{owner}: unknown {name} {value!r}, expected one of ({', '.join(choices)})")
+        raise NolbError(f"{owner}: unknown {name} {value!r}{did_you_mean(value, choices)}, "
+                        f"expected one of ({', '.join(choices)})")
     return value
 
 

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from nolb.errors import NolbError
+from nolb.errors import NolbError, did_you_mean
 from nolb.losses.balanced_softmax import BalancedSoftmaxLoss
 from nolb.losses.class_balanced import class_balanced_weights
 from nolb.losses.cross_entropy import CrossEntropyLoss
@@ -103,11 +103,12 @@ def build_loss(name: str, class_counts: Any, **options: Any) -> nn.Module:
     valid = loss_options(name)
     for key in options:
         if key not in valid:
-            raise NolbError(f"loss {name!r}: unknown option {key!r}, expected one of ({', '.join(valid)})")
+            raise NolbError(f"loss {name!r}: unknown option {key!r}{did_you_mean(key, valid)}, "
+                            f"expected one of ({', '.join(valid)})")
     return builder(class_counts, **options)
 
 
 def _builder(name: str) -> Callable[..., nn.Module]:
     if not isinstance(name, str) or name not in _BUILDERS:
-        raise NolbError(f"unknown loss {name!r}, expected one of ({', '.join(LOSS_NAMES)})")
+        raise NolbError(f"unknown loss {name!r}{did_you_mean(name, LOSS_NAMES)}, expected one of ({', '.join(LOSS_NAMES)})")
     return _BUILDERS[name]

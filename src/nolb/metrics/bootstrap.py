@@ -19,10 +19,12 @@ import numpy as np
 from nolb.errors import NolbError
 from nolb.metrics.recall import geometric_mean, harmonic_mean
 from nolb.metrics.constants import ZERO_RECALL
+from nolb.progress import Progress
 
 BOOTSTRAP_METRICS = ("accuracy", "am", "gm", "hm", "lowest")
 CONFIDENCE = 0.95
 _MAX_CELLS_PER_CHUNK = 4_000_000
+_PROGRESS_MIN_CELLS = 50_000_000  # about a second of resampling: below it, no progress lines
 
 
 def bootstrap_metric_samples(
@@ -56,6 +58,8 @@ def bootstrap_metric_samples(
     num_classes = counts.shape[0]
     chunk = max(1, _MAX_CELLS_PER_CHUNK // num_classes)
     parts: dict[str, list[np.ndarray]] = {name: [] for name in BOOTSTRAP_METRICS}
+    small = num_resamples * num_classes < _PROGRESS_MIN_CELLS
+    bar = Progress(num_resamples, desc="bootstrap", unit="resample", quiet=True if small else None)
     for start in range(0, num_resamples, chunk):
         rows = min(chunk, num_resamples - start)
         drawn = rng.binomial(counts, recall, size=(rows, num_classes))
@@ -65,6 +69,8 @@ def bootstrap_metric_samples(
         parts["gm"].append(geometric_mean(resampled, zero_recall, axis=1))
         parts["hm"].append(harmonic_mean(resampled, zero_recall, axis=1))
         parts["lowest"].append(resampled.min(axis=1))
+        bar.update(rows)
+    bar.close()
     return {name: np.concatenate(values) for name, values in parts.items()}
 
 

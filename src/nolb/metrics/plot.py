@@ -8,16 +8,15 @@ matplotlib's Agg canvas (no display, no global pyplot state) and written atomica
 
 from __future__ import annotations
 
-import io
 import os
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from nolb.errors import NolbError
-from nolb.io import write_bytes
 from nolb.metrics.groups import group_masks
 from nolb.metrics.recall import to_numpy
+from nolb.metrics.recall_curve import MARKER_LIMIT, default_window, figure_format, rolling_mean, save_figure
 from nolb.metrics.report import RecallReport, check_writable
 
 if TYPE_CHECKING:
@@ -33,11 +32,11 @@ def plot_per_class_recall(
     overwrite: bool = True,
     dpi: int = 120,
 ) -> "Figure":
-    """Draw per-class recall of each report, classes sorted head to tail, into a PNG.
+    """Draw per-class recall of each report, classes sorted head to tail, into an image file.
 
     Args:
         rows: ``{series label: report}``; all reports must have the same number of classes.
-        path: the PNG file to write.
+        path: the image to write; its suffix names the format (.png, .svg, .pdf, .jpg).
         train_counts: (C,) training images per class; default: the first report's.
             Without any, classes stay in index order and no count axis is drawn.
         title: the figure title.
@@ -52,6 +51,7 @@ def plot_per_class_recall(
 
     if not rows:
         raise NolbError("plot_per_class_recall: no report to plot")
+    figure_format(path)
     check_writable(path, overwrite)
     reports = list(rows.values())
     num_classes = reports[0].num_classes
@@ -73,10 +73,16 @@ def plot_per_class_recall(
         axis.set_zorder(count_axis.get_zorder() + 1)
         axis.patch.set_visible(False)
         _group_boundaries(axis, counts[order], reports[0])
-    style = "-" if num_classes > 30 else "-o"
-    for label, report in rows.items():
+    for n, (label, report) in enumerate(rows.items()):
         recall = 100.0 * report.per_class[order]
-        axis.plot(position, recall, style, lw=1.2, ms=4, label=f"{label} (HM {100 * report.hm:.2f}, lowest {100 * report.lowest:.2f})")
+        text = f"{label} (HM {100 * report.hm:.2f}, lowest {100 * report.lowest:.2f})"
+        if num_classes > MARKER_LIMIT:  # many classes: faint dots and a rolling mean, not a zigzag
+            window = default_window(num_classes)
+            axis.plot(position, recall, ".", color=f"C{n % 10}", ms=3, alpha=0.35)
+            axis.plot(position, rolling_mean(recall, window), "-", color=f"C{n % 10}", lw=1.8,
+                      label=f"{text}; line: mean of {window} neighbouring classes")
+        else:
+            axis.plot(position, recall, "-o", color=f"C{n % 10}", lw=1.2, ms=4, label=text)
     axis.set_ylim(-2, 102)
     axis.set_xlim(-0.5, num_classes - 0.5)
     axis.set_ylabel("per-class recall (%)")
@@ -85,9 +91,7 @@ def plot_per_class_recall(
     figure.legend(loc="outside upper center", ncols=min(3, len(rows)), fontsize="small", frameon=False)
     if title:
         axis.set_title(title)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    write_bytes(path, buffer.getvalue())
+    save_figure(figure, path)  # PNG, SVG, PDF or a real JPEG, by suffix
     return figure
 
 

@@ -148,8 +148,11 @@ class RecallReport:
         empty = np.flatnonzero(~evaluated)
         if empty.size and (not exclude_empty or empty.size == num_classes):
             listed = ", ".join(str(c) for c in empty[:20]) + (" ..." if empty.size > 20 else "")
-            hint = "" if exclude_empty else " (pass exclude_empty=True to leave them out)"
-            raise NolbError(f"{empty.size} class(es) have no test sample: {listed}{hint}")
+            problem = f"{empty.size} class(es) have no test sample: {listed}"
+            if exclude_empty:
+                raise NolbError(problem)
+            raise NolbError(f"{problem} (pass exclude_empty=True to leave them out)",
+                            cli=f"{problem} (pass --exclude-empty to leave them out)")
 
         per_class = np.full(num_classes, np.nan)
         per_class[evaluated] = correct[evaluated] / test_counts[evaluated]

@@ -30,11 +30,12 @@ def format_table(rows: dict[str, RecallReport], intervals: bool = False) -> str:
         otherwise in each cell.
     """
     reports = list(rows.values())
-    has_groups = any(r.group_sizes for r in reports)
+    groups = _shown_groups(reports)
+    has_groups = bool(groups)
     shared_sizes = len({tuple(sorted(r.group_sizes.items())) for r in reports}) == 1
     header = ["Predictions", "N"] + [label for label, _ in _SCORES] + ["Worst class", "#zero"]
     if has_groups:
-        for name in GROUP_NAMES:
+        for name in groups:
             size = reports[0].group_sizes.get(name)
             header.append(f"{name.capitalize()} ({size})" if shared_sizes else name.capitalize())
     has_calibration = any(r.calibration is not None for r in reports)
@@ -51,7 +52,7 @@ def format_table(rows: dict[str, RecallReport], intervals: bool = False) -> str:
             cells.append(cell)
         cells += [report.class_name(report.lowest_class), str(report.num_zero)]
         if has_groups:
-            for name in GROUP_NAMES:
+            for name in groups:
                 cell = percent(getattr(report, name))
                 if not shared_sizes:
                     cell += f" ({report.group_sizes.get(name, 0)})" if report.group_sizes else ""
@@ -77,6 +78,12 @@ def _calibration_cells(report: RecallReport, intervals: bool) -> list[str]:
     return cells
 
 
+def _shown_groups(reports: list[RecallReport]) -> list[str]:
+    """The Many/Medium/Few columns to print: those with a class in at least one row (a group
+    that is empty in every row would be a column of n/a)."""
+    return [name for name in GROUP_NAMES if any(r.group_sizes.get(name) for r in reports)]
+
+
 def format_notes(rows: dict[str, RecallReport]) -> list[str]:
     """Lines that state the conventions behind a table (zero-recall correction, group rule, intervals)."""
     reports = list(rows.values())
@@ -94,7 +101,9 @@ def format_notes(rows: dict[str, RecallReport]) -> list[str]:
     )
     rules = sorted({r.group_rule for r in reports if r.group_rule})
     if rules:
-        notes.append("Groups by training count: " + "; ".join(rules) + ". An empty group is n/a.")
+        empty = [name.capitalize() for name in GROUP_NAMES if name not in _shown_groups(reports)]
+        notes.append("Groups by training count: " + "; ".join(rules) + ". An empty group is n/a"
+                     + (f"; {', '.join(empty)}: no class in any row, column left out." if empty else "."))
     else:
         notes.append("Many/Medium/Few not shown: no training counts given.")
     if any(r.intervals for r in reports):

@@ -56,6 +56,6 @@ def build_head(kind: str, in_features: int, num_classes: int) -> nn.Module:
         return nn.Linear(in_features, num_classes)
     if kind == "cosine":
         return NormedLinear(in_features, num_classes)
-    from nolb.errors import NolbError
+    from nolb.errors import NolbError, did_you_mean
 
-    raise NolbError(f"unknown head {kind!r}; expected one of {', '.join(HEAD_NAMES)}")
+    raise NolbError(f"unknown head {kind!r}{did_you_mean(kind, HEAD_NAMES)}; expected one of {', '.join(HEAD_NAMES)}")

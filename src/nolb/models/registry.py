@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 from torch import nn
 
-from nolb.errors import NolbError
+from nolb.errors import NolbError, did_you_mean
 from nolb.models.checkpoint import load_any_weights
 from nolb.models.resnet_cifar import resnet20, resnet32
 from nolb.models.small_cnn import SmallCNN
@@ -64,7 +64,7 @@ def build_model(
     """
     builder = partial(build_timm_model, name) if is_timm_name(name) else _BUILDERS.get(name)
     if builder is None:
-        raise NolbError(f"unknown model {name!r}; expected one of {', '.join(MODEL_NAMES)} or timm/<name>")
+        raise NolbError(f"unknown model {name!r}{did_you_mean(name, MODEL_NAMES)}; expected one of {', '.join(MODEL_NAMES)} or timm/<name>")
     if num_classes < 1:
         raise NolbError(f"num_classes must be >= 1, got {num_classes}")
     try:

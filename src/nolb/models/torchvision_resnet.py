@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from nolb.errors import NolbError
+from nolb.errors import NolbError, did_you_mean
 from nolb.models.heads import build_head
 
 TORCHVISION_ARCHS = ("resnet50", "resnext50_32x4d", "resnet152")
@@ -41,7 +41,8 @@ class TorchvisionResNet(nn.Module):
         import torchvision.models as tvm
 
         if arch not in TORCHVISION_ARCHS:
-            raise NolbError(f"unknown torchvision model {arch!r}; expected one of {', '.join(TORCHVISION_ARCHS)}")
+            raise NolbError(f"unknown torchvision model {arch!r}{did_you_mean(arch, TORCHVISION_ARCHS)}; "
+                            f"expected one of {', '.join(TORCHVISION_ARCHS)}")
         if in_channels != 3:
             raise NolbError(f"model {arch} expects 3-channel images, the data has {in_channels}")
         net = getattr(tvm, arch)(weights=None)

@@ -38,7 +38,8 @@ def save_ensemble(path: str | Path, ensemble: Ensemble, architecture: dict[str, 
     path = Path(path)
     description = path.with_suffix(".json")
     if not overwrite and (path.exists() or description.exists()):
-        raise NolbError(f"{path}: exists; pass overwrite=True (--overwrite) to replace it")
+        raise NolbError(f"{path}: exists; pass overwrite=True to replace it",
+                        cli=f"{path}: exists; pass --overwrite to replace it")
     save_safetensors(path, ensemble.state_dict(), metadata={"format": FORMAT})
     write_json(description, {
         "format": FORMAT, "weights": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),

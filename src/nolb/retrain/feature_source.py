@@ -86,7 +86,8 @@ class FeatureSource:
 
         return build_loader(
             self.dataset(split), batch_size=self.batch_size, train=train, preset=self.data.preset,
-            mean=self.data.mean, std=self.data.std, augment=self.augment if train else None, sampler=sampler,
+            mean=self.data.mean, std=self.data.std, image_size=self.data.image_size,
+            augment=self.augment if train else None, sampler=sampler,
             class_counts=self.data.class_counts, seed=self.seed if seed is None else seed, device=self.device,
             drop_last=False,
         )

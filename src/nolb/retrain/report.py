@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from nolb.io import write_json, write_text
-from nolb.metrics import RecallReport, format_table, plot_per_class_recall, recall_report
+from nolb.metrics import RecallReport, format_notes, format_table, plot_per_class_recall, recall_report
 
 
 @dataclass
@@ -70,7 +70,8 @@ def write_report(rows: dict[str, RecallReport], out_dir: str | Path, *, title: s
     out = Path(out_dir)
     table = format_table(rows, intervals=True)
     first = next(iter(rows.values()))
-    text = "\n".join([f"# {title}", "", table, "", *[f"- {line}" for line in notes]]).rstrip() + "\n"
+    legend = format_notes(rows)  # zero-recall correction, group rule, intervals: what the table means
+    text = "\n".join([f"# {title}", "", table, "", *[f"- {line}" for line in [*notes, *legend]]]).rstrip() + "\n"
     files = ReportFiles(out / "report.md", out / "per_class.csv", out / "per_class_recall.png", out / "metrics.json", table)
     write_text(files.markdown, text)
     write_text(files.per_class_csv, per_class_comparison_csv(rows))
