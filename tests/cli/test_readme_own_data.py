@@ -67,9 +67,10 @@ def test_readme_own_data_commands_run(tmp_path, monkeypatch, capsys):
         assert code == 0, f"{command}\n{out.err[-2000:]}"
     assert (tmp_path / "runs" / "my-photos" / "report" / "report.md").is_file()
     assert (tmp_path / "runs" / "my-images" / "report" / "report.md").is_file()
-    assert (tmp_path / "runs" / "my-resnet18" / "head.safetensors").is_file()
+    assert (tmp_path / "runs" / "my-resnet18" / "heads" / "paper.safetensors").is_file()
+    assert (tmp_path / "runs" / "my-resnet18" / "heads" / "nolb.safetensors").is_file()
     compare = (tmp_path / "runs" / "compare" / "compare.md").read_text()
-    assert "my-photos: base" in compare and "gml head" in compare
+    assert "my-photos: base" in compare and "GML (paper)" in compare and "nolb (val-tuned GML)" in compare
     assert (tmp_path / "runs" / "compare" / "per_class_recall.png").is_file()
 
 

@@ -16,7 +16,7 @@ import sys
 
 from nolb import __version__
 from nolb.cli._parser import NolbArgumentParser
-from nolb.errors import NolbError, cli_text
+from nolb.errors import NolbError, cli_text, one_line
 from nolb.progress import set_quiet
 
 # Module names under nolb.cli, in the order `nolb --help` lists them.

@@ -112,7 +112,6 @@ def _train(config: Config, *, run_dir: str | Path | None, resume: bool, overwrit
     t = config.train
     device = build.resolve_device(t.device, local_rank())
     dist_info = init_distributed(device)
-    threads = apply_threads(t.threads, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     seed_everything(t.seed)
     run = RunDir(run_dir or default_run_dir(config), resume=resume, overwrite=overwrite, writer=dist_info.is_main)
     try:  # the run directory is locked until the run ends; a refused start removes what it made
@@ -128,6 +127,7 @@ def _train(config: Config, *, run_dir: str | Path | None, resume: bool, overwrit
 def _train_in(run: RunDir, config: Config, dist_info: DistInfo, device: torch.device, *, resume: bool, data: Any,
               stop_after_epoch: int | None, quiet: bool, command: list[str] | None) -> RunResult:
     t = config.train
+    threads = apply_threads(t.threads, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     resume = resume and run.has_checkpoint  # killed before its first checkpoint: start it over
     barrier()
     data = data if data is not None else build.build_data_from_config(config)

@@ -31,9 +31,13 @@ _BUILDERS: dict[str, Callable[..., nn.Module]] = {
 MODEL_NAMES = tuple(_BUILDERS)  # plus any "timm/<architecture>" (see nolb.models.timm_models)
 
 
+TORCHVISION_PREFIX = "torchvision/"  # any torchvision classification model, for stage 2 of a checkpoint file
+
+
 def model_names_for(name: str) -> tuple[str, ...]:
-    """The names ``name`` is checked against: :data:`MODEL_NAMES`, plus ``name`` itself if it is ``timm/...``."""
-    return MODEL_NAMES + ((name,) if is_timm_name(name) else ())
+    """The names ``name`` is checked against: :data:`MODEL_NAMES`, plus ``name`` itself if it
+    is ``timm/...`` or ``torchvision/...``."""
+    return MODEL_NAMES + ((name,) if is_timm_name(name) or name.startswith(TORCHVISION_PREFIX) else ())
 
 
 def build_model(
@@ -62,6 +66,10 @@ def build_model(
     Returns:
         A module with ``forward_features``, ``classifier`` and ``feature_dim``.
     """
+    if name.startswith(TORCHVISION_PREFIX):
+        raise NolbError(f"model.name={name}: a torchvision/<name> model is for stage 2 of a checkpoint file "
+                        f"(nolb retrain FILE CONFIG model.name={name}); to train, use one of {', '.join(MODEL_NAMES)} "
+                        "or timm/<name>")
     builder = partial(build_timm_model, name) if is_timm_name(name) else _BUILDERS.get(name)
     if builder is None:
         raise NolbError(f"unknown model {name!r}{did_you_mean(name, MODEL_NAMES)}; expected one of {', '.join(MODEL_NAMES)} or timm/<name>")
