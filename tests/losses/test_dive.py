@@ -74,3 +74,17 @@ def test_without_teacher_is_a_one_line_error():
     assert "\n" not in str(info.value)
     with pytest.raises(NolbError, match="power"):
         build_loss("dive", [3, 2], teacher="x", power=0.0)
+
+
+def test_half_precision_and_extreme_logits():
+    g = torch.Generator().manual_seed(2)
+    student, teacher = torch.randn(6, 3, generator=g), torch.randn(6, 3, generator=g)
+    target = torch.tensor([0, 1, 2, 0, 1, 2])
+    loss = DiVELoss([20, 5, 2])
+    value = loss(student.bfloat16(), target, teacher.bfloat16())
+    assert value.dtype == torch.float32
+    torch.testing.assert_close(value, loss(student.bfloat16().float(), target, teacher.bfloat16().float()))
+    big = (1e4 * student.sign()).requires_grad_(True)
+    extreme = loss(big, target, 1e4 * teacher.sign())
+    extreme.backward()
+    assert torch.isfinite(extreme) and torch.isfinite(big.grad).all()

@@ -177,3 +177,23 @@ def test_enqueue_is_fifo_and_wraps_around():
     assert int(model.queue_ptr) == 1
     assert torch.equal(model.queue[3:], second[:2]) and torch.equal(model.queue[0], second[2])
     assert model.queue_labels.tolist() == [1, 1, 2, 2, 2]
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_inputs_are_computed_in_float32(dtype):
+    logits, target, raw_query, key, queue, queue_labels = _batch(7)
+    loss = PaCoLoss([40, 10, 3], temperature=0.05)
+    args = [t.detach().to(dtype) for t in (logits, F.normalize(raw_query, dim=1), key, queue)]
+    value = loss(args[0], target, args[1], args[2], args[3], queue_labels)
+    single = loss(*[a.float() for a in args[:1]], target, *[a.float() for a in args[1:]], queue_labels)
+    assert value.dtype == torch.float32
+    torch.testing.assert_close(value, single)
+
+
+def test_extreme_logits_give_finite_loss_and_gradients():
+    logits, target, raw_query, key, queue, queue_labels = _batch(8)
+    big = (1e4 * logits.detach().sign()).requires_grad_(True)
+    value = PaCoLoss([40, 10, 3], temperature=0.01)(big, target, F.normalize(raw_query, dim=1), key, queue,
+                                                   queue_labels)
+    value.backward()
+    assert torch.isfinite(value) and torch.isfinite(big.grad).all() and torch.isfinite(raw_query.grad).all()

@@ -17,7 +17,7 @@ from nolb.losses.balanced_softmax import BalancedSoftmaxLoss
 from nolb.losses.class_balanced import class_balanced_weights
 from nolb.losses.cross_entropy import CrossEntropyLoss
 from nolb.losses.dive import DiVELoss
-from nolb.losses.factory import LOSS_NAMES, build_loss, loss_options
+from nolb.losses.factory import LOSS_NAMES, STEP_LOSS_NAMES, build_loss, loss_options
 from nolb.losses.focal import FocalLoss
 from nolb.losses.geometric_mean import GML_AGGREGATES, GeometricMeanLoss
 from nolb.losses.label_aware_smoothing import SMOOTHING_SHAPES, LabelAwareSmoothing
@@ -27,6 +27,7 @@ from nolb.losses.paco import PaCoLoss
 
 __all__ = [
     "LOSS_NAMES",
+    "STEP_LOSS_NAMES",
     "GML_AGGREGATES",
     "SMOOTHING_SHAPES",
     "BalancedSoftmaxLoss",

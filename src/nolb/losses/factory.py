@@ -44,7 +44,7 @@ from nolb.losses.ldam import LDAMLoss
 from nolb.losses.logit_adjusted import LogitAdjustedLoss
 from nolb.losses.paco import PaCoLoss
 
-__all__ = ["LOSS_NAMES", "build_loss", "loss_options"]
+__all__ = ["LOSS_NAMES", "STEP_LOSS_NAMES", "build_loss", "loss_options"]
 
 DEFAULT_DRW_EPOCH = 160
 
@@ -90,6 +90,10 @@ _BUILDERS: dict[str, Callable[..., nn.Module]] = {
 }
 
 LOSS_NAMES: tuple[str, ...] = tuple(_BUILDERS)
+
+# Losses called with more than (logits, target): PaCo (queries, keys, queue) and DiVE
+# (teacher logits).  They train through nolb.engine.special_steps, not the plain loop.
+STEP_LOSS_NAMES: tuple[str, ...] = ("paco", "dive")
 
 
 def loss_options(name: str) -> tuple[str, ...]:
