@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import islice
+
 import pytest
 import torch
 
@@ -92,3 +94,25 @@ def test_dive_teacher_checks_are_one_line_errors(tiny_config, tmp_path):
 def test_mixup_is_refused(tiny_config, tmp_path):
     with pytest.raises(NolbError, match="mixup"):
         train(tiny_config(*PACO, "loss.mixup_alpha=0.2"), run_dir=tmp_path / "m", quiet=True)
+
+
+@pytest.mark.parametrize("augment", [None, "autoaugment"])  # fast path, per-image path
+def test_two_views_are_independent_draws_of_the_same_images(augment):
+    from nolb.data import build_data, build_loader
+    from nolb.data.loader import ImageBatchLoader, TensorBatchLoader
+    from nolb.engine.special_steps import two_view_batches
+
+    data = build_data("digits_lt", imbalance_ratio=10)
+    loader = build_loader(data.train, batch_size=32, train=True, preset=data.preset, mean=data.mean, std=data.std,
+                          augment=augment, class_counts=data.class_counts, seed=0)
+    assert isinstance(loader, TensorBatchLoader if augment is None else ImageBatchLoader)
+    loader.set_epoch(1)
+    pairs, plain = list(islice(two_view_batches(loader), 3)), list(islice(loader, 3))
+    assert len(pairs) == len(plain) == 3
+    for (view1, view2, y), (x, label) in zip(pairs, plain):
+        assert view1.shape == view2.shape == x.shape and torch.equal(y, label)
+        assert not torch.equal(view1, view2)
+    loader.set_epoch(1)
+    again = list(islice(two_view_batches(loader), 3))
+    if augment is None:  # the fast path repeats its draws for a given (seed, epoch): exact resume
+        assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(pairs, again))
