@@ -149,7 +149,12 @@ def cmd_report(args: argparse.Namespace) -> None:
     table = "\n".join(lines)
     write_text(RESULTS / "table.md", table + "\n")
     notes = (REPO / "experiments" / "paco_dive_notes.md")
-    body = notes.read_text().replace("{{TABLE}}", table) if notes.is_file() else table
+    seeds = sorted({r["seed"] for r in records})
+    per_seed = [sum(r["seconds"] for r in records if r["seed"] == s) / 60 for s in seeds]
+    body = table
+    if notes.is_file():
+        body = (notes.read_text().replace("{{TABLE}}", table).replace("{{SEEDS}}", " ".join(map(str, seeds)))
+                .replace("{{MINUTES}}", f"{statistics.fmean(per_seed):.0f}" if per_seed else "?"))
     text = QUALITY.read_text()
     head = text.split(SECTION)[0].rstrip() + "\n\n" if SECTION in text else text.rstrip() + "\n\n"
     write_text(QUALITY, head + SECTION + "\n\n" + body.strip() + "\n")
