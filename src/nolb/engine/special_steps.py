@@ -192,7 +192,8 @@ def load_teacher(teacher: Any, config: Any, data: Any, device: torch.device) -> 
         raise NolbError("loss 'dive' needs a teacher: set loss.options.teacher=RUN_DIR (a finished BSCE run)")
     path = Path(str(teacher))
     if not (path / "config.yaml").is_file():
-        raise NolbError(f"loss.options.teacher: {path} is not a nolb run directory (no config.yaml)")
+        raise NolbError(f"loss.options.teacher: {path} is not a nolb run directory (no config.yaml); "
+                        "train the BSCE teacher first or point loss.options.teacher at one")
     if not (path / "checkpoints" / "last.safetensors").is_file():
         raise NolbError(f"loss.options.teacher: {path} has no checkpoint (train the teacher first)")
     model, teacher_config, _ = load_trained(path, "best", data=data)
