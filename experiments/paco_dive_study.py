@@ -83,6 +83,12 @@ def _row(report: dict) -> dict:
     return row
 
 
+def selection_lines(d: Path) -> list[str]:
+    """What the report says each head was (paper head settings, the validation-chosen nolb head, ensemble)."""
+    text = (d / "report" / "report.md").read_text()
+    return [line[2:] for line in text.splitlines() if line.startswith("- ")]
+
+
 def cmd_run(args: argparse.Namespace) -> None:
     from nolb.io import write_json
 
@@ -105,6 +111,7 @@ def cmd_run(args: argparse.Namespace) -> None:
                 "seconds": round(time.time() - start, 1),
                 "config": yaml.safe_load((d / "config.yaml").read_text()),
                 "rows": {name: _row(rows[name]) for name in ROWS if name in rows},
+                "selection": selection_lines(d),
             }
             write_json(out, record)
 
