@@ -88,3 +88,14 @@ def test_half_precision_and_extreme_logits():
     extreme = loss(big, target, 1e4 * teacher.sign())
     extreme.backward()
     assert torch.isfinite(extreme) and torch.isfinite(big.grad).all()
+
+
+def test_autocast_does_not_lower_the_loss_precision():
+    g = torch.Generator().manual_seed(3)
+    student, teacher = torch.randn(6, 3, generator=g), torch.randn(6, 3, generator=g)
+    target = torch.tensor([0, 1, 2, 0, 1, 2])
+    loss = DiVELoss([20, 5, 2])
+    expected = loss(student, target, teacher)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        value = loss(student, target, teacher)
+    assert value.dtype == torch.float32 and torch.equal(value, expected)

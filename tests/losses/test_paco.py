@@ -197,3 +197,13 @@ def test_extreme_logits_give_finite_loss_and_gradients():
                                                    queue_labels)
     value.backward()
     assert torch.isfinite(value) and torch.isfinite(big.grad).all() and torch.isfinite(raw_query.grad).all()
+
+
+def test_autocast_does_not_lower_the_loss_precision():
+    logits, target, raw_query, key, queue, queue_labels = _batch(9)
+    args = [t.detach().float() for t in (logits, F.normalize(raw_query, dim=1), key, queue)]
+    loss = PaCoLoss([40, 10, 3], temperature=0.05)
+    expected = loss(args[0], target, args[1], args[2], args[3], queue_labels)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        value = loss(args[0], target, args[1], args[2], args[3], queue_labels)
+    assert value.dtype == torch.float32 and torch.equal(value, expected)

@@ -70,7 +70,8 @@ class DiVELoss(ClassCountLoss):
         if teacher_logits.shape != logits.shape:
             raise NolbError(f"{self._name}: teacher_logits {tuple(teacher_logits.shape)} must match the "
                              f"student's {tuple(logits.shape)}")
-        bsce = F.cross_entropy(logits + self._log_counts_as(logits), target.long())
-        log_student = F.log_softmax(logits / self.temperature, dim=1)
-        distill = F.kl_div(log_student, self.virtual_examples(teacher_logits), reduction="batchmean")
-        return (1.0 - self.weight) * bsce + self.weight * self.temperature ** 2 * distill
+        with torch.autocast(logits.device.type, enabled=False):  # fp32 (or fp64) under AMP too
+            bsce = F.cross_entropy(logits + self._log_counts_as(logits), target.long())
+            log_student = F.log_softmax(logits / self.temperature, dim=1)
+            distill = F.kl_div(log_student, self.virtual_examples(teacher_logits), reduction="batchmean")
+            return (1.0 - self.weight) * bsce + self.weight * self.temperature ** 2 * distill

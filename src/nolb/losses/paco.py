@@ -96,22 +96,23 @@ class PaCoLoss(ClassCountLoss):
         if query.shape[0] != n or key.shape != query.shape or queue.shape[1:] != query.shape[1:]:
             raise NolbError(f"{self._name}: query {tuple(query.shape)}, key {tuple(key.shape)} and queue "
                             f"{tuple(queue.shape)} must be (N, D), (N, D), (K, D) with N = {n}")
-        dtype = logits.dtype
-        contrast = torch.cat((query, key.detach(), queue.detach()), dim=0).to(dtype)
-        contrast_labels = torch.cat((target, target, queue_labels.to(target.device).long()))
-        prior = self._counts_as(logits)
-        centre_logits = (logits + (prior / prior.sum()).log()) / self.supervised_temperature
-        sample_logits = query.to(dtype) @ contrast.T / self.temperature
-        all_logits = torch.cat((centre_logits, sample_logits), dim=1)
-        all_logits = all_logits - all_logits.max(dim=1, keepdim=True).values.detach()
+        with torch.autocast(logits.device.type, enabled=False):  # fp32 (or fp64) matmuls under AMP too
+            dtype = logits.dtype
+            contrast = torch.cat((query, key.detach(), queue.detach()), dim=0).to(dtype)
+            contrast_labels = torch.cat((target, target, queue_labels.to(target.device).long()))
+            prior = self._counts_as(logits)
+            centre_logits = (logits + (prior / prior.sum()).log()) / self.supervised_temperature
+            sample_logits = query.to(dtype) @ contrast.T / self.temperature
+            all_logits = torch.cat((centre_logits, sample_logits), dim=1)
+            all_logits = all_logits - all_logits.max(dim=1, keepdim=True).values.detach()
 
-        not_self = torch.ones_like(sample_logits)
-        not_self[torch.arange(n), torch.arange(n)] = 0.0
-        denominator_weight = torch.cat((torch.ones_like(centre_logits), self.gamma * not_self), dim=1)
-        log_prob = all_logits - (all_logits.exp() * denominator_weight).sum(dim=1, keepdim=True).log()
+            not_self = torch.ones_like(sample_logits)
+            not_self[torch.arange(n), torch.arange(n)] = 0.0
+            denominator_weight = torch.cat((torch.ones_like(centre_logits), self.gamma * not_self), dim=1)
+            log_prob = all_logits - (all_logits.exp() * denominator_weight).sum(dim=1, keepdim=True).log()
 
-        same_class = (target[:, None] == contrast_labels[None, :]).to(dtype) * not_self
-        positive_weight = torch.cat((self.beta * F.one_hot(target, self.num_classes).to(dtype),
-                                     self.alpha * same_class), dim=1)
-        mean_log_prob = (positive_weight * log_prob).sum(dim=1) / positive_weight.sum(dim=1)
-        return -(self.temperature / self.base_temperature) * mean_log_prob.mean()
+            same_class = (target[:, None] == contrast_labels[None, :]).to(dtype) * not_self
+            positive_weight = torch.cat((self.beta * F.one_hot(target, self.num_classes).to(dtype),
+                                         self.alpha * same_class), dim=1)
+            mean_log_prob = (positive_weight * log_prob).sum(dim=1) / positive_weight.sum(dim=1)
+            return -(self.temperature / self.base_temperature) * mean_log_prob.mean()
