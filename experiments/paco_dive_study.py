@@ -78,7 +78,7 @@ def _commit() -> str:
 
 
 def _row(report: dict) -> dict:
-    row = {k: report.get(k) for k in METRICS}
+    row = {k: report.get(k) for k in (*METRICS, "many", "medium", "few", "group_sizes")}
     row["intervals"] = {k: report["intervals"][k] for k in ("am", "hm", "gm", "lowest") if k in report["intervals"]}
     return row
 
