@@ -62,9 +62,21 @@ def build_model_from_config(config: Config, data: Any, *, initial_weights: bool 
     if initial_weights and m.options.get("trainable_blocks") is not None and not m.weights:
         raise NolbError("config key 'model.weights' must name a local pretrained weights file when "
                         "model.options.trainable_blocks freezes part of the backbone")
-    return build_model(m.name, data.num_classes, in_channels=data.in_channels, head=m.head,
-                       weights=m.weights if initial_weights else None,
-                       skip_classifier=m.skip_classifier, **m.options)
+    model = build_model(m.name, data.num_classes, in_channels=data.in_channels, head=m.head,
+                        weights=m.weights if initial_weights else None,
+                        skip_classifier=m.skip_classifier, **m.options)
+    if config.loss.name == "paco":  # projection, momentum encoder and queue (nolb.models.paco)
+        model = _paco_model(model, config, data)
+    return model
+
+
+def _paco_model(model: nn.Module, config: Config, data: Any) -> nn.Module:
+    from nolb.losses import build_loss
+    from nolb.models.paco import PaCoModel
+
+    loss = build_loss("paco", data.class_counts, **config.loss.options)  # checks and defaults the options
+    return PaCoModel(model, data.num_classes, queue_size=loss.queue_size, projection_dim=loss.projection_dim,
+                     momentum=loss.momentum)
 
 
 def build_loss_from_config(config: Config, data: Any) -> nn.Module:

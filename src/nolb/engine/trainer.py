@@ -30,6 +30,7 @@ from nolb.engine.precision import make_grad_scaler
 from nolb.engine.run_dir import RunDir
 from nolb.engine.schedules import schedule_from_config
 from nolb.engine.threads import apply_threads
+from nolb.engine.special_steps import epoch_function
 from nolb.engine.training_state import (
     merge_optimizer_state, rng_states, seed_everything, set_rng_states, split_optimizer_state,
 )
@@ -135,6 +136,7 @@ def _train_in(run: RunDir, config: Config, dist_info: DistInfo, device: torch.de
     if t.channels_last:
         model = model.to(memory_format=torch.channels_last)
     loss_fn = build.build_loss_from_config(config, data).to(device)
+    run_epoch = epoch_function(config, model, loss_fn, data, device) or train_one_epoch  # PaCo, DiVE: own step
     optimizer = build.build_optimizer(config, model)
     scaler = make_grad_scaler(device, t.precision)
     schedule = schedule_from_config(config.optim, t.epochs)
@@ -166,7 +168,7 @@ def _train_in(run: RunDir, config: Config, dist_info: DistInfo, device: torch.de
         lr = schedule.apply(optimizer, epoch)
         mixup_gen = torch.Generator().manual_seed(t.seed * 1_000_003 + epoch)
         try:
-            stats = train_one_epoch(
+            stats = run_epoch(
                 net, train_loader, loss_fn, optimizer, scaler, device=device, precision=t.precision,
                 channels_last=t.channels_last, mixup_alpha=config.loss.mixup_alpha, mixup_generator=mixup_gen,
                 max_steps=t.max_steps_per_epoch, progress=show, description=f"epoch {epoch + 1}/{t.epochs}",

@@ -14,6 +14,9 @@ Names (``LOSS_NAMES``):
 ``cb_focal``   class-balanced focal loss: :class:`FocalLoss` weighted likewise (beta, gamma)
 ``las``        :class:`LabelAwareSmoothing` (smooth_head, smooth_tail, shape, power)
 ``gml``        :class:`GeometricMeanLoss` (prior_strength, aggregate, power)
+``paco``       :class:`PaCoLoss` (alpha, beta, gamma, temperature, ...; needs the
+               two-view step of :mod:`nolb.engine.special_steps`)
+``dive``       :class:`DiVELoss` (temperature, power, weight, teacher: a run dir, required)
 =============  ==============================================================
 
 An unknown name or option raises :class:`nolb.errors.NolbError` listing the valid ones;
@@ -33,13 +36,15 @@ from nolb.errors import NolbError, did_you_mean
 from nolb.losses.balanced_softmax import BalancedSoftmaxLoss
 from nolb.losses.class_balanced import class_balanced_weights
 from nolb.losses.cross_entropy import CrossEntropyLoss
+from nolb.losses.dive import DiVELoss
 from nolb.losses.focal import FocalLoss
 from nolb.losses.geometric_mean import GeometricMeanLoss
 from nolb.losses.label_aware_smoothing import LabelAwareSmoothing
 from nolb.losses.ldam import LDAMLoss
 from nolb.losses.logit_adjusted import LogitAdjustedLoss
+from nolb.losses.paco import PaCoLoss
 
-__all__ = ["LOSS_NAMES", "build_loss", "loss_options"]
+__all__ = ["LOSS_NAMES", "STEP_LOSS_NAMES", "build_loss", "loss_options"]
 
 DEFAULT_DRW_EPOCH = 160
 
@@ -62,6 +67,13 @@ def _class_balanced_focal(class_counts: Any, beta: float = 0.9999, gamma: float 
     return FocalLoss(class_counts, gamma=gamma, weight=class_balanced_weights(class_counts, beta, dtype=torch.float64))
 
 
+def _dive(class_counts: Any, teacher: str | None = None, temperature: float = 3.0, power: float = 0.5,
+          weight: float = 0.5) -> DiVELoss:
+    if teacher is None or str(teacher).strip() == "":
+        raise NolbError("loss 'dive' needs a teacher: set loss.options.teacher=RUN_DIR (a finished BSCE run)")
+    return DiVELoss(class_counts, temperature=temperature, power=power, weight=weight, teacher=teacher)
+
+
 _BUILDERS: dict[str, Callable[..., nn.Module]] = {
     "ce": CrossEntropyLoss,
     "bsce": BalancedSoftmaxLoss,
@@ -73,9 +85,15 @@ _BUILDERS: dict[str, Callable[..., nn.Module]] = {
     "cb_focal": _class_balanced_focal,
     "las": LabelAwareSmoothing,
     "gml": GeometricMeanLoss,
+    "paco": PaCoLoss,
+    "dive": _dive,
 }
 
 LOSS_NAMES: tuple[str, ...] = tuple(_BUILDERS)
+
+# Losses called with more than (logits, target): PaCo (queries, keys, queue) and DiVE
+# (teacher logits).  They train through nolb.engine.special_steps, not the plain loop.
+STEP_LOSS_NAMES: tuple[str, ...] = ("paco", "dive")
 
 
 def loss_options(name: str) -> tuple[str, ...]:
