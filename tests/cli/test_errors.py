@@ -31,6 +31,7 @@ def _battery(tmp: Path) -> dict[str, tuple[list[str], str | None]]:
     empty = _npz(tmp, "empty.npz", empty_class=True)
     run = tmp / "existing-run"
     run.mkdir()
+    (run / ".nolb-run").write_text("")  # a run directory nolb made (its marker)
     (run / "config.yaml").write_text("x: 1\n")
     demo = tmp / "existing-demo"
     demo.mkdir()
@@ -94,6 +95,7 @@ def test_python_callers_read_keywords(tmp_path):
     assert "--exclude-empty" in cli_text(info.value)
     run = tmp_path / "run"
     run.mkdir()
+    (run / ".nolb-run").write_text("")  # a run directory nolb made (its marker)
     (run / "config.yaml").write_text("x: 1\n")
     with pytest.raises(NolbError, match="resume=True") as info:
         RunDir(run)

@@ -47,7 +47,8 @@ def _train_in_process(out: Path, **kwargs):
     from nolb.config import load_config
     from nolb.engine import train
 
-    return train(load_config("digits_lt", OVERRIDES), run_dir=out, quiet=True, **kwargs)
+    # one thread, as the CLI children get (OMP_NUM_THREADS=1): the same float reduction order
+    return train(load_config("digits_lt", [*OVERRIDES, "train.threads=1"]), run_dir=out, quiet=True, **kwargs)
 
 
 @pytest.fixture(scope="module")

@@ -73,7 +73,7 @@ def test_retrain_from_a_checkpoint_of_another_architecture(tmp_path, run_cli, ti
     for kind in ("best", "last"):
         if (run / "checkpoints" / f"{kind}.json").is_file():
             _swap_in_other_architecture(run, kind)
-    rc, _, err = run_cli(["retrain", run, "--epochs", "1", "--views", "1"])
+    rc, _, err = run_cli(["retrain", run, "retrain.epochs=1", "retrain.views=1"])
     assert_one_line_error(rc, err, "architecture")
 
 

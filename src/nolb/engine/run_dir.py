@@ -207,11 +207,12 @@ class RunDir:
             self._clear_on_start = True
             return
         if not is_owned(self.path):
-            older = (" (if an older nolb made it, pass --resume to continue it)"
-                     if (self.path / "config.yaml").is_file() else "")
-            raise NolbError(f"{self.path}: exists and is not a nolb run directory (no {MARKER} marker); nolb never "
-                            f"{'deletes' if overwrite else 'mixes files into'} a folder it did not make: choose "
-                            f"another run directory{older}")
+            older = (self.path / "config.yaml").is_file()
+            text = (f"{self.path}: exists and is not a nolb run directory (no {MARKER} marker); nolb never "
+                    f"{'deletes' if overwrite else 'mixes files into'} a folder it did not make: choose "
+                    f"another run directory")
+            raise NolbError(text + (" (if an older nolb made it, pass resume=True to continue it)" if older else ""),
+                            cli=text + (" (if an older nolb made it, pass --resume to continue it)" if older else ""))
         lock_run_dir(self.path)
         if not overwrite:
             self.release()
