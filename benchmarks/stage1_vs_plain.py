@@ -318,6 +318,7 @@ def main(argv=None) -> int:
                   f"log+checkpoint {b['per_epoch_s']['log_and_checkpoint']:.3f}; share of an epoch: {b['epoch_share']}",
                   flush=True)
     result["provenance"]["machine"]["load_average_at_end"] = list(os.getloadavg())
+    result["peak_rss_mib"] = common.peak_rss_mib()
     common.write_result(args.out, result)
     return 0
 

@@ -37,7 +37,7 @@ class RetrainConfig:
 
     method: str = "gml"  # gml | bsce | ce | crt | lws | tau_norm
     mode: str = "cached"  # cached (features computed once, K views) | online
-    views: int = 4  # augmented views of the training set in cached mode
+    views: int = 1  # augmented views of the training set in cached mode (1: measured, docs/PERFORMANCE.md)
     epochs: int = 10
     batch_size: int = 128
     lr: float = 0.02
