@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--deterministic", action="store_true",
                         help="deterministic kernels (slower on the GPU; default: cuDNN autotuning)")
     parser.add_argument("--eval-every", type=int, default=2)
-    parser.add_argument("--views", type=int, default=4)
+    parser.add_argument("--views", type=int, default=1)  # the retrain.views default (docs/PERFORMANCE.md)
     parser.add_argument("--baselines", type=lambda s: [b for b in s.split(",") if b], default=["crt", "lws", "tau_norm"])
     parser.add_argument("--max-steps-per-epoch", type=int, default=0, help="cap (CPU smoke runs)")
     parser.add_argument("--seed", type=int, default=0)

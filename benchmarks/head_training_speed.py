@@ -230,6 +230,11 @@ def main() -> None:
                   f"{summary[variant]['median_seconds']:.2f} s total ({len(outs)} run(s), median); "
                   f"test HM {outs[-1]['test_hm']:.4f}, Acc {outs[-1]['test_acc']:.4f}", flush=True)
         results[case_name] = summary
+    import resource
+
+    # peak resident memory of this process (all cases so far; Linux reports KiB)
+    results["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    print(f"peak RSS {results['peak_rss_mib']:.0f} MiB", flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)

@@ -256,6 +256,7 @@ def part_cifar(args: argparse.Namespace) -> dict:
 
     from nolb.models import build_model
     from nolb.retrain import FeatureSource, HeadSettings, train_on_source
+    from nolb.retrain.api import train_online
 
     torch.manual_seed(0)
     if args.synthetic:
@@ -279,7 +280,7 @@ def part_cifar(args: argparse.Namespace) -> dict:
         source.split("train")
         extract_s = time.perf_counter() - start
         start = time.perf_counter()
-        trained = train_on_source(source, settings, mode="cached")
+        trained = train_on_source(source, settings)  # cached, no selection
         head_s = time.perf_counter() - start
         rows[f"cached_k{views}"] = {"views": views, "extract_seconds": extract_s, "head_seconds": head_s,
                                     "seconds": extract_s + head_s,
@@ -289,7 +290,7 @@ def part_cifar(args: argparse.Namespace) -> dict:
     source = FeatureSource(model, data, views=1, seed=0)
     start = time.perf_counter()
     online_settings = settings if online_epochs == args.epochs else HeadSettings(**{**settings.to_dict(), "epochs": online_epochs})
-    trained = train_on_source(source, online_settings, mode="online")
+    trained = train_online(source, online_settings)
     online_s = time.perf_counter() - start
     # an online run of fewer epochs is scaled to the full count for the ratio
     online_full_s = online_s * args.epochs / online_epochs

@@ -18,7 +18,7 @@ BASELINE_METHODS = ("crt", "lws", "tau_norm")
 RETRAIN_MODES = ("cached", "online")
 HEAD_INITS = ("original", "fresh")
 HEAD_SAMPLERS = ("instance", "class_balanced", "sqrt")
-MATMUL_DTYPES = ("float32", "bfloat16")
+MATMUL_DTYPES = ("auto", "float32", "bfloat16")
 SELECTION_CRITERIA = ("soft_hm", "hm")
 ENSEMBLE_SPACES = ("prob", "log")
 HEAD_KEYS = ("nolb", "paper", *BASELINE_METHODS)  # stage-2 heads a run can write
@@ -37,7 +37,7 @@ class RetrainConfig:
 
     method: str = "gml"  # gml | bsce | ce | crt | lws | tau_norm
     mode: str = "cached"  # cached (features computed once, K views) | online
-    views: int = 4  # augmented views of the training set in cached mode
+    views: int = 1  # augmented views of the training set in cached mode (1: measured, docs/PERFORMANCE.md)
     epochs: int = 10
     batch_size: int = 128
     lr: float = 0.02
@@ -54,7 +54,7 @@ class RetrainConfig:
     select_samplers: list[str] = field(default_factory=lambda: ["instance", "class_balanced"])
     select_acc_tolerance: float = 0.01  # keep val accuracy within this of the base's
     select_criterion: str = "soft_hm"  # soft_hm (HM of the soft per-class val recall) | hm (arg-max)
-    matmul_dtype: str = "float32"  # bfloat16: faster head matmuls on AMX / AVX-512-BF16 CPUs
+    matmul_dtype: str = "auto"  # auto: bfloat16 for large heads on CPUs with native bf16, else float32
     baselines: list[str] = field(default_factory=list)  # e.g. [crt, lws, tau_norm]
     seed: int = 0
 

@@ -100,3 +100,42 @@ def test_gpu_carry_of_the_real_data_fits_the_device_limit(tmp_path, shared_data)
     assert data.class_counts.tolist() == [5000, 2997, 1796, 1077, 645, 387, 232, 139, 83, 50]
     assert len(data.val) == 1000 and len(data.test) == 5000
     assert np.bincount(data.test.labels.numpy()).tolist() == [500] * 10
+
+
+def test_stage1_vs_plain_smoke(tmp_path):
+    import stage1_vs_plain
+
+    out = tmp_path / "stage1.json"
+    assert stage1_vs_plain.main(["--synthetic", "--steps", "small_cnn=1,resnet32=1", "--warmup", "1", "--repeats", "1",
+                                 "--rounds", "1", "--breakdown", "--out", str(out)]) == 0
+    result = _read(out)
+    assert [c["model"] for c in result["cases"]] == ["small_cnn", "resnet32"]
+    for case in result["cases"]:
+        assert set(case["images_per_cpu_second"]) == {"reference_fp32", "reference_fp32_cl", "nolb"}
+        assert case["ratio_nolb_over_reference"] > 0
+        assert set(case["breakdown"]["per_step_s"]) == {"data", "forward", "loss_check", "backward", "optimizer"}
+        assert sum(case["breakdown"]["epoch_share"].values()) == pytest.approx(1.0, abs=1e-3)
+    assert result["peak_rss_mib"] > 0
+
+
+def test_plain_loop_crop_matches_a_per_image_loop():
+    """The reference's batched crop equals cropping each zero-padded image at the same offsets."""
+    import torch
+
+    import stage1_vs_plain
+
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (6, 3, 8, 8), dtype=torch.uint8, generator=g)
+    loop = stage1_vs_plain.PlainLoop(torch.nn.Conv2d(3, 1, 1), images, torch.arange(6), batch_size=6, lr=0.1, momentum=0.0,
+                                     weight_decay=0.0, mean=(0.0,) * 3, std=(1 / 255,) * 3, padding=2, flip=False,
+                                     channels_last=False)
+    torch.manual_seed(5)
+    x, y = loop.batch()
+    torch.manual_seed(5)
+    dy, dx = torch.randint(0, 5, (6,)), torch.randint(0, 5, (6,))
+    idx = loop.order[:6]
+    for k in range(6):
+        padded = torch.nn.functional.pad(images[idx[k]].float(), (2, 2, 2, 2))
+        expected = padded[:, dy[k]:dy[k] + 8, dx[k]:dx[k] + 8]
+        assert torch.allclose(x[k], expected)
+    assert torch.equal(y, idx)

@@ -145,5 +145,5 @@ def test_config_selection_keys_are_checked_and_reach_the_head_settings():
     settings = HeadSettings.from_config(tuned.retrain)
     assert settings.matmul_dtype == "bfloat16"
     assert settings.loss_options == {"aggregate": "log_then_mean", "power": 2.0}
-    assert HeadSettings.from_config(config.retrain).matmul_dtype == "float32"
+    assert HeadSettings.from_config(config.retrain).matmul_dtype == "auto"  # the default (issue 16)
     assert all(c.loss_options == settings.loss_options for c in nolb_candidates(settings, tuned.retrain))

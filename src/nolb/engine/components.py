@@ -28,18 +28,27 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
 
 @contextlib.contextmanager
 def determinism(deterministic: bool) -> Iterator[None]:
-    """Deterministic kernels (bit-identical reruns) or cuDNN autotuning, restored on exit."""
+    """Deterministic kernels (bit-identical reruns) or cuDNN autotuning, restored on exit.
+
+    Deterministic mode leaves ``torch.utils.deterministic.fill_uninitialized_memory`` off:
+    filling every new tensor with NaN only exposes reads of uninitialised memory (none in
+    nolb) and cost 8-9% of a SmallCNN training step on the CPU (docs/PERFORMANCE.md).
+    """
+    import torch.utils.deterministic as det
+
     previous = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
-                torch.backends.cudnn.benchmark)
+                torch.backends.cudnn.benchmark, det.fill_uninitialized_memory)
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.use_deterministic_algorithms(deterministic, warn_only=True)
     torch.backends.cudnn.benchmark = not deterministic
+    det.fill_uninitialized_memory = False
     try:
         yield
     finally:
         torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
         torch.backends.cudnn.benchmark = previous[2]
+        det.fill_uninitialized_memory = previous[3]
 
 
 def build_data_from_config(config: Config) -> Any:

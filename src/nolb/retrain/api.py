@@ -41,7 +41,7 @@ def retrain_classifier(
     prior_strength: float = 1.0,
     classifier: str = "classifier",
     mode: str = "cached",
-    views: int = 4,
+    views: int = 1,
     epochs: int = 10,
     lr: float | None = None,
     batch_size: int | None = None,

@@ -42,7 +42,7 @@ class FeatureSource:
     """
 
     def __init__(
-        self, model: nn.Module, data: Any, *, classifier: str = "classifier", views: int = 4,
+        self, model: nn.Module, data: Any, *, classifier: str = "classifier", views: int = 1,
         cache_dir: str | Path | None = None, batch_size: int = 256, device: str | torch.device = "cpu",
         seed: int = 0, shift_bn: bool = False, augment: Any = None,
     ) -> None:

@@ -76,14 +76,18 @@ def iterate_features(backbone: nn.Module, loader: Iterable, views: int = 1, devi
     """Yield ``(features float16 numpy (B, D), labels int64 numpy (B,))`` over ``views`` passes.
 
     Before view ``v`` the loader's ``set_epoch(v)`` is called when it has one, so
-    augmented views differ and are reproducible.
+    augmented views differ and are reproducible.  Image batches are passed in channels-last
+    memory format (same values, up to float32 rounding; the model itself is not changed).
     """
     backbone.eval()
     for view in range(views):
         if hasattr(loader, "set_epoch"):
             loader.set_epoch(view)
         for x, y in track(loader, desc=f"features (view {view + 1}/{views})", unit="batch"):
-            feats = backbone(x.to(device))
+            x = x.to(device)
+            if x.dim() == 4:  # channels-last input: 1.35x faster ResNet-32 extraction on the CPU (docs/PERFORMANCE.md)
+                x = x.contiguous(memory_format=torch.channels_last)
+            feats = backbone(x)
             if feats.dim() != 2:
                 raise NolbError(f"the backbone returned features of shape {tuple(feats.shape)}, expected (N, D)")
             yield feats.float().cpu().to(torch.float16).numpy(), torch.as_tensor(y).cpu().long().numpy()

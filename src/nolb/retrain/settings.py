@@ -37,7 +37,7 @@ class HeadSettings:
     sampler: str = "instance"
     init: str = "original"
     seed: int = 0
-    matmul_dtype: str = "float32"
+    matmul_dtype: str = "auto"
     loss_options: dict = field(default_factory=dict)
 
     @classmethod

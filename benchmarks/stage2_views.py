@@ -1,0 +1,79 @@
+"""Stage 2: how many cached views (K) a first ``nolb retrain`` should extract, decided on validation.
+
+For each given stage-1 run directory and each K in ``--views``, runs the real command
+``python -m nolb retrain RUN --out FRESH retrain.views=K`` (a first run: features are
+extracted, then the paper head and the validation-selected "nolb" head are trained) in a
+fresh process and records its wall time, its CPU time (children's ``getrusage``, much
+less disturbed by other jobs on a shared CPU than wall time) and the *validation* HM / AM /
+lowest recall of both heads from ``retrain.json``.  Test numbers are not read: the default is chosen on validation only.
+
+The order of (run, K) pairs is interleaved (K = 1, 4, 1, 4, ...).  The run directories are
+only read (the outputs go to a temporary folder).
+
+    python benchmarks/stage2_views.py RUN_DIR [RUN_DIR ...] --out benchmarks/results/stage2_views.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+
+
+def children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def one_run(run_dir: Path, views: int, work: Path, extra: list[str]) -> dict:
+    out = work / f"{run_dir.name}-K{views}"
+    cmd = [sys.executable, "-m", "nolb", "retrain", str(run_dir), "--out", str(out), "--quiet", f"retrain.views={views}",
+           *extra]
+    cpu0, wall0 = children_cpu_seconds(), time.perf_counter()
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    wall, cpu = time.perf_counter() - wall0, children_cpu_seconds() - cpu0
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr[-3000:]}")
+    from nolb.io import read_json
+
+    summary = read_json(out / "retrain.json")
+    row = {"run": str(run_dir), "views": views, "wall_s": wall, "cpu_s": cpu, "load_1min": os.getloadavg()[0],
+           "seconds_reported": summary.get("seconds"), "command": " ".join(cmd[1:])}
+    for head in ("paper", "nolb"):
+        if head in summary["heads"]:
+            row[head] = {"val": summary["heads"][head]["val"], "settings": summary["heads"][head]["settings"]}
+    return row
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("runs", nargs="+", type=Path)
+    parser.add_argument("--views", default="1,4")
+    parser.add_argument("--set", nargs="*", default=[], help="extra retrain.* overrides")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args(argv)
+    views = [int(v) for v in args.views.split(",")]
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="nolb-views-") as folder:
+        for run_dir in args.runs:
+            for k in views:
+                row = one_run(run_dir, k, Path(folder), args.set)
+                rows.append(row)
+                print(f"{run_dir.name} K={k}: wall {row['wall_s']:.1f} s, CPU {row['cpu_s']:.1f} s (load "
+                      f"{row['load_1min']:.1f}); val HM paper {100 * row['paper']['val']['hm']:.2f}, "
+                      f"nolb {100 * row['nolb']['val']['hm']:.2f}", flush=True)
+    result = {"provenance": common.provenance(), "views": views, "rows": rows}
+    common.write_result(args.out, result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
