@@ -81,7 +81,7 @@ def case_data(name: str, config, synthetic: bool):
     return SimpleNamespace(train=train, val=val, test=val, num_classes=10, class_counts=torch.bincount(labels),
                            preset="mnist" if name == "small_cnn" else "cifar", mean=(0.5,) * shape[0],
                            std=(0.25,) * shape[0], class_names=[str(i) for i in range(10)], info={},
-                           in_channels=shape[0])
+                           in_channels=shape[0], image_size=shape[1])
 
 
 # ---------------------------------------------------------------------------------------------
