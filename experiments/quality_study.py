@@ -99,7 +99,7 @@ def collect(run: Path, cmd: list[str], meta: dict) -> dict:
         ens = json.loads(ensemble_file.read_text())
         chosen["ensemble"] = {k: ens.get(k) for k in ("t1", "t2") if k in ens}
     return {
-        **meta, "command": cmd, **git_commit(),
+        **meta, "command": cmd,
         "config": yaml.safe_load((run / "config.yaml").read_text()),
         "splits": {"sources": splits["sources"], "sizes": {s: len(splits[s]) for s in ("train", "val", "test")}},
         "roles": ROLES, "chosen_on_val": chosen, "rows": rows,
@@ -148,6 +148,7 @@ def run_one(dataset: str, ir: float, loss: str, seed: int, epochs: int | None, e
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
            "PYTHONPATH": str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
     RUNS.mkdir(parents=True, exist_ok=True)
+    code = git_commit()  # the code the run starts with
     print(f"[start] {time.strftime('%H:%M:%S', time.gmtime())} {name}", flush=True)
     started = time.time()
     with open(RUNS / f"{name}.log", "w") as log:
@@ -156,7 +157,7 @@ def run_one(dataset: str, ir: float, loss: str, seed: int, epochs: int | None, e
     if rc != 0:
         print(f"[fail] {name} rc={rc} after {seconds:.0f}s; see {RUNS / (name + '.log')}", flush=True)
         return
-    meta = {"dataset": dataset, "imbalance_ratio": ir, "loss": loss, "seed": seed, "epochs": epochs,
+    meta = {**code, "dataset": dataset, "imbalance_ratio": ir, "loss": loss, "seed": seed, "epochs": epochs,
             "threads": threads, "seconds": round(seconds, 1),
             "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     record = collect(RUNS / name, [Path(cmd[0]).name, *cmd[1:]], meta)
