@@ -230,8 +230,9 @@ def report_text(records: list[dict]) -> str:
             parts = []
             for key in ("hm", "lowest", "accuracy"):
                 best = best_baseline(rows, key)
-                if best:
-                    parts.append(f"{key} {verdict(rows[NOLB], best[1], key)} of {best[0]}")
+                word = verdict(rows[NOLB], best[1], key) if best else "n/a"
+                parts.append({"ahead": "ahead of", "behind": "behind", "level": "level with"}.get(word, word)
+                             + (f" {best[0]}" if best else ""))
             verdicts.append(f"| {r['dataset']} | {r['imbalance_ratio']:g} | {r['loss']} | {r['seed']} | "
                             + " | ".join(parts) + " |")
         lines.append("")

@@ -167,3 +167,13 @@ def test_cli_test_slice_larger_than_test_set_is_one_line(cifar10_root, tmp_path,
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.count("\n") == 0 and not out.exists()
     assert "class 0 needs 1001 validation images from the official test set, which has only 1000" in err
+
+
+def test_cli_image_folder_without_test_and_missing_test_error(tmp_path, capsys):
+    _folder(tmp_path)
+    assert main(["data", "info", "image_folder", "--root", str(tmp_path), "--missing-test", "error"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "no test split" in err and "test/ folder" in err
+    assert main(["data", "info", "image_folder", "--root", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "test from        6 of the 11 images of" in out and "none of them is validation" in out
