@@ -177,3 +177,10 @@ def test_cli_image_folder_without_test_and_missing_test_error(tmp_path, capsys):
     assert main(["data", "info", "image_folder", "--root", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "test from        6 of the 11 images of" in out and "none of them is validation" in out
+
+
+def test_image_folder_with_no_test_and_empty_val_is_one_line(tmp_path):
+    _folder(tmp_path, splits=("train",))
+    (tmp_path / "val" / "cat").mkdir(parents=True)
+    with pytest.raises(NolbError, match=r"^no test split and no validation split to carve one from: add a .*test/ folder$"):
+        build_data("image_folder", root=tmp_path)

@@ -60,8 +60,6 @@ def build_image_folder(root=None, relabel_by_frequency: bool = False, preset: st
     class_to_idx = {name: i for i, name in enumerate(names)}
     splits = {s: [(f"{s}/{p}", y) for p, y in scan_image_folder(root / s, class_to_idx)] if (root / s).is_dir()
               else None for s in ("train", "val", "test")}
-    if splits["val"] is None and splits["test"] is None:
-        raise NolbError(f"{root}: needs a test/ or val/ folder")
     sources = fill_missing_test(splits, {s: f"{root / s}/" for s in splits}, missing_test, carve_seed,
                                 f"add a {root / 'test'}/ folder")
     counts = np.bincount([y for _, y in splits["train"]], minlength=len(names))

@@ -131,8 +131,6 @@ def build_list_file(root=None, train_list=None, val_list=None, test_list=None, n
     lists = {"train": train_list, "val": val_list, "test": test_list}
     for split in ("val", "test"):
         splits[split] = read_list_file(lists[split], num_classes) if lists[split] is not None else None
-    if splits["val"] is None and splits["test"] is None:
-        raise NolbError("data.test_list: a test (or validation) list file is required")
     sources = fill_missing_test(splits, {split: f"list {lst}" for split, lst in lists.items()}, missing_test,
                                 carve_seed, "pass data.test_list=FILE")
     mapping = frequency_order_mapping(counts) if relabel_by_frequency else np.arange(num_classes)

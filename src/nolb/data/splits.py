@@ -235,6 +235,10 @@ def fill_missing_test(samples: dict, origins: dict, missing_test: str, carve_see
     if missing_test not in MISSING_TEST_RULES:
         raise NolbError(f"data.missing_test: unknown value {missing_test!r}; expected one of "
                         f"{', '.join(MISSING_TEST_RULES)}")
+    for split in ("val", "test"):  # an empty folder or list counts as absent
+        samples[split] = samples.get(split) or None
+    if samples["val"] is None and samples["test"] is None:
+        raise NolbError(f"no test split and no validation split to carve one from: {hint}")
     sources = {split: f"{len(samples[split]):,} images of {origins[split]}" if samples.get(split) else "none"
                for split in SPLIT_NAMES}
     if samples.get("test") is not None or samples.get("val") is None:
