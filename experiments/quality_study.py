@@ -288,6 +288,8 @@ def main(argv: list[str] | None = None) -> None:
         q.add_argument("--threads", type=int, default=1)
         q.add_argument("--force", action="store_true", help="redo runs whose JSON exists")
     sub.add_parser("report", help="rewrite the study section of docs/QUALITY.md from results/quality/*.json")
+    e = sub.add_parser("effect", help="recompute the protocol effect of finished runs into their JSON")
+    e.add_argument("names", nargs="+", help="run names, e.g. fashion_mnist_lt_ir100_ce_s0")
     a = p.parse_args(argv)
     if a.cmd == "run":
         for seed in a.seeds:
@@ -299,6 +301,16 @@ def main(argv: list[str] | None = None) -> None:
                 for loss in item["losses"]:
                     run_one(item["dataset"], item["imbalance_ratio"], loss, seed, item["epochs"], [], a.threads, a.force)
         write_report()
+    elif a.cmd == "effect":
+        from nolb.io import write_json
+
+        for name in a.names:
+            path = RESULTS / f"{name}.json"
+            record = json.loads(path.read_text())
+            record["protocol_effect"] = protocol_effect(RUNS / name)
+            record["protocol_effect_code"] = git_commit()
+            write_json(path, record)
+            print(f"[effect] {name} -> {path.relative_to(REPO)}", flush=True)
     else:
         write_report()
 

@@ -85,6 +85,8 @@ def test_validation_never_borrows_unless_asked():
     borrow = plan_validation(unused, kept, test_labels, 8, seed=1, source="borrow_train")
     overlap = np.bincount(labels[[v for v in borrow.from_train if v in train]], minlength=4)
     assert overlap.tolist() == [8, 0, 0, 0] and borrow.borrowed == {0: 8} and len(borrow.test_kept) == 48
+    same = [i for i in plan.from_train.tolist()]  # classes 1-3 validate on the same images either way
+    assert [i for i in borrow.from_train.tolist() if labels[i] != 0] == same
     everything = plan_validation(unused, kept, test_labels, 8, seed=1, source="test")
     assert len(everything.from_train) == 0 and np.bincount(test_labels[everything.from_test]).tolist() == [8] * 4
 

@@ -154,6 +154,8 @@ def plan_validation(unused: list[np.ndarray], kept: list[np.ndarray], test_label
     if per_class < 0:
         raise NolbError(f"data.val_per_class: must be >= 0, got {per_class}")
     rng = np.random.RandomState(seed)
+    # borrowed images come from their own stream, so the other classes' draws equal the default's
+    borrow_rng = np.random.RandomState(seed + 104729)
     from_train, test_need, by_class, borrowed = [], {}, {}, {}
     for c, (free, own) in enumerate(zip(unused, kept)):
         if per_class == 0:
@@ -166,7 +168,7 @@ def plan_validation(unused: list[np.ndarray], kept: list[np.ndarray], test_label
             if short > len(own):
                 raise NolbError(f"data.val_per_class: class {c} has only {len(free) + len(own)} images, "
                                 f"asked for {per_class}")
-            from_train.append(np.concatenate([free, rng.choice(own, short, replace=False)]))
+            from_train.append(np.concatenate([free, borrow_rng.choice(own, short, replace=False)]))
             by_class[c], borrowed[c] = "borrowed", int(short)
         else:
             test_need[c] = per_class
