@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from nolb.data.profiles import group_sizes, long_tailed_counts, subsample_long_tailed
-from nolb.data.splits import plan_validation
+from nolb.data.split_plans import plan_validation
 from nolb.errors import NolbError
 
 

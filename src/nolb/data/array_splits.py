@@ -1,7 +1,7 @@
 """Train / validation / test of an array dataset (CIFAR-LT, Fashion-MNIST-LT), disjoint by construction.
 
 The training set is a long-tailed subsample of the official training arrays; validation
-follows :func:`nolb.data.splits.plan_validation` (unused training images, else a seeded
+follows :func:`nolb.data.split_plans.plan_validation` (unused training images, else a seeded
 stratified slice of the official test set, which then leaves the reported test set); the
 reported test set is what remains of the official test set.  Image identities are
 ``"train:<row>"`` and ``"test:<row>"`` of the official arrays.
@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from nolb.data.splits import describe_array_splits, identities, plan_validation
+from nolb.data.split_plans import describe_array_splits, plan_validation
+from nolb.data.splits import identities
 from nolb.data.tensor_dataset import TensorImageDataset
 
 

@@ -10,7 +10,7 @@ The long-tailed training set is Cao et al.'s (see :mod:`nolb.data.profiles`).  T
 validation split comes from the training images the subsample left unused for every class
 that has enough of them, otherwise (class 0 at every IR > 1, every class at IR 1) from a
 seeded stratified slice of the official test set that then leaves the reported test set
-(:func:`nolb.data.splits.plan_validation`; docs/DATA.md).  Image identities: ``"train:<row>"``
+(:func:`nolb.data.split_plans.plan_validation`; docs/DATA.md).  Image identities: ``"train:<row>"``
 and ``"test:<row>"`` of the official arrays (batches concatenated in file order).
 """
 

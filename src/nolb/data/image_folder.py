@@ -20,7 +20,7 @@ from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from nolb.data.image_files import ImageFileDataset
 from nolb.data.list_file import IMAGENET_MEAN, IMAGENET_STD, frequency_order_mapping
-from nolb.data.splits import fill_missing_test
+from nolb.data.split_plans import fill_missing_test
 from nolb.errors import NolbError
 
 

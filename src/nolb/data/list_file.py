@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from nolb.data.image_files import ImageFileDataset
-from nolb.data.splits import fill_missing_test
+from nolb.data.split_plans import fill_missing_test
 from nolb.errors import NolbError
 from nolb.io import write_json
 

@@ -9,7 +9,7 @@ so class 0 keeps ``n_max`` images and class ``C-1`` keeps ``int(n_max / IR)``.  
 the rest.  The subsample seeds one ``RandomState(0)`` (identical to the reference
 ``np.random.seed(0)``), then, class by class in label order, shuffles that class's indices
 (in dataset order) and keeps the first ``n_i``: the published training sets, image for
-image.  The images it leaves unused are where :func:`nolb.data.splits.plan_validation`
+image.  The images it leaves unused are where :func:`nolb.data.split_plans.plan_validation`
 draws a balanced validation split from, so the training set stays exactly as published.
 """
 
