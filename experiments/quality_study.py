@@ -1,20 +1,22 @@
-"""Quality study of issue 6: {dataset} x {base loss} x {seed} through `nolb run`, then a table.
+"""Quality study under the honest-evaluation protocol (issue 12): one JSON per run, one doc section.
 
-    python experiments/quality_study.py run --dataset fashion_mnist_lt --losses ce bsce \
-        --seeds 0 1 2 --epochs 6 --threads 1
-    python experiments/quality_study.py run --dataset cifar10_lt --losses ce bsce --seeds 0 --epochs 8
-    python experiments/quality_study.py report   # tables into docs/QUALITY.md (between the markers)
+    python experiments/quality_study.py all                  # the default plan, then the report
+    python experiments/quality_study.py run --dataset fashion_mnist_lt --imbalance-ratio 100 \\
+        --losses ce bsce --seeds 0 --epochs 6
+    python experiments/quality_study.py report               # docs/QUALITY.md, between the study markers
 
-One run directory per (dataset, loss, seed) under runs/study/ (git-ignored).  `run` is
-resumable: a run whose report/metrics.json exists is skipped; an unfinished one is redone
-from scratch (--overwrite; cached features are kept by nolb).  Runs are sequential, one
-process per queue; start at most two queues at once on a 2-core machine.
+Each (dataset, IR, base loss, seed) is one ``nolb run`` (run directory under runs/quality/,
+git-ignored) and one ``results/quality/<dataset>_ir<IR>_<loss>_s<seed>.json`` holding the
+command, commit, seed, resolved config, the split sources (which images trained, selected
+and are reported: ``splits.json`` of the run), which data chose what, and every report row's
+Acc / AM / HM / GM / Lowest with 95% bootstrap intervals over test images.  ``run`` skips a
+run whose JSON exists (``--force`` redoes it); ``report`` rewrites only the part of
+docs/QUALITY.md between ``<!-- study:begin -->`` and ``<!-- study:end -->``.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import statistics
 import subprocess
@@ -23,19 +25,37 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-STUDY = REPO / "runs" / "study"
-NOLB = str(Path(sys.executable).with_name("nolb"))
+RUNS = REPO / "runs" / "quality"
+RESULTS = REPO / "results" / "quality"
+DOC = REPO / "docs" / "QUALITY.md"
+BEGIN, END = "<!-- study:begin -->", "<!-- study:end -->"
 
 RECIPES = {"fashion_mnist_lt": "fashion_mnist_lt", "cifar10_lt": "cifar10_lt_cpu"}
-COMMON = ["retrain.baselines=[crt,lws,tau_norm]", "ensemble.select_temperatures=true"]
+DATA_ROOTS = {"cifar10_lt": REPO / "data" / "cifar10"}  # written by experiments/make_cifar10_batches.py
+COMMON = ["retrain.baselines=[crt,lws,tau_norm]"]
+# The plan `all` runs (docs/QUALITY.md says which of it was run; `all` skips runs whose JSON exists,
+# `all --force` redoes every one, e.g. on newer code).  Epochs: the issue-6 study's, far below the recipes'.
+PLAN = [
+    {"dataset": "fashion_mnist_lt", "imbalance_ratio": 100, "losses": ["ce", "bsce"], "seeds": [0], "epochs": 6},
+    {"dataset": "cifar10_lt", "imbalance_ratio": 100, "losses": ["ce", "bsce"], "seeds": [0], "epochs": 8},
+]
+ROW_KEYS = ("accuracy", "am", "hm", "gm", "lowest", "num_zero", "many", "medium", "few")
+# Which data chose what in `nolb run` (stage 1 engine/trainer.py, stage 2/3 nolb.retrain).
+ROLES = {
+    "stage-1 checkpoint (train.select_metric)": "val",
+    "GML (paper) head": "nothing (paper settings, untuned)",
+    "nolb head (tau, lr, sampler, epoch; retrain.select_criterion and guard)": "val",
+    "cRT / LWS (lr, epoch), tau-norm (tau)": "val",
+    "ensemble temperatures": "val",
+    "reported rows": "test",
+    "selection-rule defaults (criterion, grids, guard)": (
+        "chosen in the issue-6 study on the official test sets of fashion_mnist_lt and cifar10_lt "
+        "(seeds 0-2, before this protocol): NOT independent of the test images reported here"),
+}
 
 
-def run_dir(dataset: str, loss: str, seed: int) -> Path:
-    return STUDY / f"{dataset}_{loss}_s{seed}"
-
-
-def finished(d: Path) -> bool:
-    return (d / "report" / "metrics.json").is_file() and (d / "report" / "report.md").is_file()
+def name_of(dataset: str, ir: float, loss: str, seed: int) -> str:
+    return f"{dataset}_ir{ir:g}_{loss}_s{seed}"
 
 
 def epoch_overrides(dataset: str, epochs: int | None) -> list[str]:
@@ -43,307 +63,257 @@ def epoch_overrides(dataset: str, epochs: int | None) -> list[str]:
         return []
     out = [f"train.epochs={epochs}"]
     if dataset == "cifar10_lt":  # cifar10_lt_cpu: multistep x0.1 at 80 % and 90 % of training
-        m1, m2 = max(1, round(0.8 * epochs)), max(2, round(0.9 * epochs))
-        if m2 <= m1:
-            m2 = m1 + 1
+        m1 = max(1, round(0.8 * epochs))
+        m2 = max(m1 + 1, round(0.9 * epochs))
         out += [f"optim.milestones=[{m1},{m2}]", f"optim.warmup_epochs={min(2, max(1, epochs // 8))}",
-                f"train.eval_every=1"]
+                "train.eval_every=1"]
     return out
 
 
-def command(dataset: str, loss: str, seed: int, epochs: int | None, extra: list[str]) -> list[str]:
-    return [NOLB, "run", RECIPES[dataset], f"loss.name={loss}", f"train.seed={seed}",
-            *epoch_overrides(dataset, epochs), *COMMON, *extra,
-            "--out", str(run_dir(dataset, loss, seed)), "--overwrite", "--quiet"]
+def command(dataset: str, ir: float, loss: str, seed: int, epochs: int | None, extra: list[str]) -> list[str]:
+    root = [f"data.root={DATA_ROOTS[dataset]}"] if dataset in DATA_ROOTS else []
+    return [sys.executable, "-m", "nolb", "run", RECIPES[dataset], f"data.imbalance_ratio={ir:g}",
+            f"loss.name={loss}", f"train.seed={seed}", *root, *epoch_overrides(dataset, epochs), *COMMON, *extra,
+            "--out", str(RUNS / name_of(dataset, ir, loss, seed)), "--overwrite", "--quiet"]
 
 
-def cmd_run(args: argparse.Namespace) -> None:
-    env = dict(os.environ)
-    if args.threads:
-        env.update(OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
-    STUDY.mkdir(parents=True, exist_ok=True)
-    jobs = [(s, l) for s in args.seeds for l in args.losses]  # seed-major: both bases per seed first
-    for seed, loss in jobs:
-        d = run_dir(args.dataset, loss, seed)
-        if finished(d):
-            print(f"[skip] {d.name} finished", flush=True)
-            continue
-        cmd = command(args.dataset, loss, seed, args.epochs, args.set or [])
-        print(f"[start] {time.strftime('%H:%M:%S', time.gmtime())} {' '.join(cmd)}", flush=True)
-        t0 = time.time()
-        with open(STUDY / f"{d.name}.log", "w") as log:
-            rc = subprocess.call(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-        dt = time.time() - t0
-        (STUDY / f"{d.name}.cmd.json").write_text(json.dumps(
-            {"command": cmd, "rc": rc, "seconds": dt, "threads": args.threads,
-             "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}, indent=1))
-        print(f"[done] {d.name} rc={rc} {dt:.0f}s", flush=True)
+def git_commit() -> dict:
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True).stdout.strip()
+
+    return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
 
 
+def collect(run: Path, cmd: list[str], meta: dict) -> dict:
+    """The result record of one finished run directory."""
+    import yaml
 
-ROWS = [("base", "base"), ("GML (paper)", "GML (paper)"), ("nolb (val-tuned GML)", "nolb (val-tuned)"),
-        ("ensemble", "ensemble"), ("cRT", "cRT"), ("LWS", "LWS"), ("tau-norm", "tau-norm")]
-BASELINES = ["cRT", "LWS", "tau-norm"]
-COLS = [("accuracy", "Acc"), ("hm", "HM"), ("gm", "GM"), ("lowest", "Lowest"), ("num_zero", "#zero"),
-        ("many", "Many"), ("medium", "Medium"), ("few", "Few")]
-PCT = {"accuracy", "hm", "gm", "lowest", "many", "medium", "few"}
+    metrics = json.loads((run / "report" / "metrics.json").read_text())
+    splits = json.loads((run / "splits.json").read_text())
+    retrain = json.loads((run / "retrain" / "retrain.json").read_text())
+    ensemble_file = run / "ensemble" / "ensemble.json"
+    rows = {name: {**{k: row.get(k) for k in ROW_KEYS}, "intervals": row.get("intervals", {}),
+                   "num_samples": row.get("num_samples")} for name, row in metrics.items()}
+    chosen = {key: {k: head.get(k) for k in ("settings", "best_epoch", "tau") if k in head}
+              for key, head in retrain.get("heads", {}).items()}
+    if ensemble_file.is_file():
+        ens = json.loads(ensemble_file.read_text())
+        chosen["ensemble"] = {k: ens.get(k) for k in ("t1", "t2") if k in ens}
+    return {
+        **meta, "command": cmd,
+        "config": yaml.safe_load((run / "config.yaml").read_text()),
+        "splits": {"sources": splits["sources"], "sizes": {s: len(splits[s]) for s in ("train", "val", "test")}},
+        "roles": ROLES, "chosen_on_val": chosen, "rows": rows,
+        "stage1": json.loads((run / "metrics.json").read_text()),
+    }
 
 
-def load_run(d: Path) -> dict:
-    metrics = json.loads((d / "report" / "metrics.json").read_text())
-    retrain = json.loads((d / "retrain" / "retrain.json").read_text())
-    ens_file = d / "ensemble" / "ensemble.json"
-    ens = json.loads(ens_file.read_text()) if ens_file.is_file() else {}
-    cfg = (d / "config.yaml").read_text() if (d / "config.yaml").is_file() else ""
-    cmd_file = STUDY / f"{d.name}.cmd.json"
-    cmd = json.loads(cmd_file.read_text()) if cmd_file.is_file() else {}
-    run = json.loads((d / "run.json").read_text()) if (d / "run.json").is_file() else {}
-    return {"metrics": metrics, "retrain": retrain, "ensemble": ens, "config": cfg, "cmd": cmd, "run": run}
+def protocol_effect(run: Path) -> dict:
+    """What the validation protocol changes for this run's stage-1 model (METHOD.md section 7).
+
+    The same best checkpoint is scored on: the validation split of the default protocol
+    (``val_source=auto``) and of the old one (``borrow_train``: class 0 validates on its own
+    training images), and on the reported test split of each (the default leaves the
+    validation slice out of it; ``borrow_train`` keeps the full official test set).
+    """
+    import numpy as np
+
+    from nolb.data import build_data
+    from nolb.engine import components, evaluate, load_trained
+
+    model, config, data = load_trained(run)
+    options = {**config.data.options, "root": config.data.root, "imbalance_ratio": config.data.imbalance_ratio}
+    old = build_data(config.data.name, **{k: v for k, v in options.items() if v is not None}, val_source="borrow_train")
+    out = {}
+    for protocol, d in (("auto (default)", data), ("borrow_train (old)", old)):
+        for split in ("val", "test"):
+            loader = components.eval_loader(config, d, getattr(d, split), device="cpu")
+            rep = evaluate(model, loader, d.num_classes).report(train_counts=d.class_counts.numpy(), bootstrap=1000)
+            out[f"{protocol} {split}"] = {
+                "images": int(np.sum(rep.test_counts)), "am": rep.am, "hm": rep.hm, "lowest": rep.lowest,
+                "class0_recall": float(rep.per_class[0]), "intervals": {k: list(v) for k, v in rep.intervals.items()},
+                "source": d.splits["sources"][split]}
+    return out
 
 
-def value(row: dict, key: str):
+def run_one(dataset: str, ir: float, loss: str, seed: int, epochs: int | None, extra: list[str],
+            threads: int, force: bool) -> None:
+    from nolb.io import write_json
+
+    name = name_of(dataset, ir, loss, seed)
+    out = RESULTS / f"{name}.json"
+    if out.is_file() and not force:
+        print(f"[skip] {name}: {out.relative_to(REPO)} exists (--force redoes it)", flush=True)
+        return
+    cmd = command(dataset, ir, loss, seed, epochs, extra)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+           "PYTHONPATH": str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    RUNS.mkdir(parents=True, exist_ok=True)
+    code = git_commit()  # the code the run starts with
+    print(f"[start] {time.strftime('%H:%M:%S', time.gmtime())} {name}", flush=True)
+    started = time.time()
+    with open(RUNS / f"{name}.log", "w") as log:
+        rc = subprocess.call(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    seconds = time.time() - started
+    if rc != 0:
+        print(f"[fail] {name} rc={rc} after {seconds:.0f}s; see {RUNS / (name + '.log')}", flush=True)
+        return
+    meta = {**code, "dataset": dataset, "imbalance_ratio": ir, "loss": loss, "seed": seed, "epochs": epochs,
+            "threads": threads, "seconds": round(seconds, 1),
+            "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    record = collect(RUNS / name, [Path(cmd[0]).name, *cmd[1:]], meta)
+    record["protocol_effect"] = protocol_effect(RUNS / name)
+    write_json(out, record)
+    print(f"[done] {name} {seconds:.0f}s -> {out.relative_to(REPO)}", flush=True)
+
+
+# ---------------------------------------------------------------- report
+PCT = {"accuracy", "am", "hm", "gm", "lowest", "many", "medium", "few"}
+ROW_ORDER = ["base", "GML (paper)", "nolb (val-tuned GML)", "ensemble", "cRT", "LWS", "tau-norm"]
+BASELINES = ("cRT", "LWS", "tau-norm")
+NOLB = "nolb (val-tuned GML)"
+
+
+def cell(row: dict, key: str) -> str:
     v = row.get(key)
     if v is None:
-        return None
-    return 100.0 * v if key in PCT else float(v)
-
-
-def mean_std(xs: list) -> str:
-    xs = [x for x in xs if x is not None]
-    if not xs:
         return "n/a"
-    m = statistics.fmean(xs)
-    if len(xs) == 1:
-        return f"{m:.1f}"
-    return f"{m:.1f} ± {statistics.stdev(xs):.1f}"
+    if key not in PCT:
+        return f"{v:g}"
+    lo_hi = row.get("intervals", {}).get(key)
+    return f"{100 * v:.1f} [{100 * lo_hi[0]:.1f}, {100 * lo_hi[1]:.1f}]" if lo_hi else f"{100 * v:.1f}"
 
 
-def signs(diffs: list) -> str:
-    return "".join("+" if d > 1e-9 else ("-" if d < -1e-9 else "0") for d in diffs)
+def verdict(a: dict, b: dict, key: str) -> str:
+    """ahead / level / behind of row ``a`` against ``b`` on ``key``: ahead or behind only when the intervals part."""
+    ia, ib = a.get("intervals", {}).get(key), b.get("intervals", {}).get(key)
+    if ia is None or ib is None:
+        return "n/a"
+    if ia[0] > ib[1]:
+        return "ahead"
+    if ia[1] < ib[0]:
+        return "behind"
+    return "level"
 
 
-def best_baseline(m: dict, key: str):
-    vals = [value(m[b], key) for b in BASELINES if b in m and value(m[b], key) is not None]
-    return max(vals) if vals else None
+def best_baseline(rows: dict, key: str) -> tuple[str, dict] | None:
+    present = [(b, rows[b]) for b in BASELINES if b in rows and rows[b].get(key) is not None]
+    return max(present, key=lambda kv: kv[1][key]) if present else None
 
 
-def cmd_report(args: argparse.Namespace) -> None:
-    groups: dict[tuple[str, str], list[tuple[int, dict]]] = {}
-    for d in sorted(STUDY.glob("*_s*")):
-        if not d.is_dir() or not finished(d):
-            continue
-        stem, seed = d.name.rsplit("_s", 1)
-        dataset, loss = stem.rsplit("_", 1)
-        groups.setdefault((dataset, loss), []).append((int(seed), load_run(d)))
-    lines = ["<!-- generated by experiments/quality_study.py report; do not edit by hand -->", ""]
-    goal_lines = []
-    for (dataset, loss), runs in sorted(groups.items(), key=lambda kv: (kv[0][0] != "fashion_mnist_lt", kv[0])):
-        runs.sort()
-        seeds = [s for s, _ in runs]
-        ms = [r["metrics"] for _, r in runs]
-        epochs = sorted({_epochs(r) for _, r in runs})
-        lines += [f"### {dataset}, base loss {loss.upper()}: seeds {seeds}, stage-1 epochs {epochs}", "",
-                  "Mean ± std over seeds (percent; #zero = classes with zero test recall).", "",
-                  "| row | " + " | ".join(c for _, c in COLS) + " |",
-                  "| --- | " + " | ".join("---:" for _ in COLS) + " |"]
-        for key, label in ROWS:
-            if not all(key in m for m in ms):
-                continue
-            cells = [mean_std([value(m[key], k) for m in ms]) for k, _ in COLS]
-            lines.append(f"| {label} | " + " | ".join(cells) + " |")
-        lines += ["", "Paired differences (points; mean ± std, then the sign per seed in seed order):", "",
-                  "| difference | Acc | HM | GM | Lowest |", "| --- | ---: | ---: | ---: | ---: |"]
-        pairs = [("nolb - base", lambda m, k: value(m["nolb (val-tuned GML)"], k) - value(m["base"], k)),
-                 ("nolb - best baseline", lambda m, k: value(m["nolb (val-tuned GML)"], k) - best_baseline(m, k)),
-                 ("ensemble - base", lambda m, k: value(m["ensemble"], k) - value(m["base"], k)),
-                 ("GML (paper) - base", lambda m, k: value(m["GML (paper)"], k) - value(m["base"], k))]
-        for name, f in pairs:
-            cells = []
-            for k in ("accuracy", "hm", "gm", "lowest"):
-                try:
-                    ds = [f(m, k) for m in ms]
-                except (KeyError, TypeError):
-                    cells.append("n/a")
-                    continue
-                cells.append(f"{mean_std(ds)} ({signs(ds)})")
-            lines.append(f"| {name} | " + " | ".join(cells) + " |")
-        lines += ["", "(best baseline = the best of cRT, LWS, tau-norm for that metric and seed)", "",
-                  "Chosen on validation, per seed:", "",
-                  "| seed | nolb tau | nolb lr | nolb sampler | nolb epoch | tau-norm tau | cRT lr/epoch | LWS lr/epoch | T1 | T2 | goal met? |",
-                  "| ---: | ---: | ---: | --- | ---: | ---: | --- | --- | ---: | ---: | --- |"]
-        for (seed, r), m in zip(runs, ms):
-            h = r["retrain"]["heads"]
-            nolb, tn = h.get("nolb", {}), h.get("tau_norm", {})
-            crt, lws = h.get("crt", {}), h.get("lws", {})
-            st = nolb.get("settings", {})
-            ok = _goal(m)
-            lines.append(f"| {seed} | {st.get('prior_strength')} | {st.get('lr')} | {st.get('sampler')} | "
-                         f"{nolb.get('best_epoch')} | {tn.get('tau')} | "
-                         f"{crt.get('settings', {}).get('lr')}/{crt.get('best_epoch')} | "
-                         f"{lws.get('settings', {}).get('lr')}/{lws.get('best_epoch')} | "
-                         f"{r['ensemble'].get('t1')} | {r['ensemble'].get('t2')} | {ok} |")
-            goal_lines.append(f"| {dataset} | {loss} | {seed} | {ok} |")
-        secs = [r["cmd"].get("seconds") for _, r in runs if r["cmd"].get("seconds")]
-        if secs:
-            lines += ["", f"Wall time per run (stages 1-3 + report): {mean_std(secs)} s."]
+def report_text(records: list[dict]) -> str:
+    lines = [BEGIN, "<!-- generated by `python experiments/quality_study.py report` from results/quality/*.json;"
+             " do not edit by hand -->", ""]
+    if not records:
+        return "\n".join(lines + ["No run recorded yet under results/quality/.", "", END])
+    commits = sorted({r["commit"][:7] + (" (dirty)" if r.get("dirty") else "") for r in records})
+    lines += [f"Runs: {len(records)}; code: {', '.join(commits)}. Test rows: value [95% bootstrap interval over "
+              "test images, 1000 resamples], percent. Selection used the validation split only; the test split "
+              "was read once, for these rows.", ""]
+    verdicts = []
+    for r in sorted(records, key=lambda r: (r["dataset"] != "fashion_mnist_lt", r["dataset"], r["imbalance_ratio"],
+                                            r["loss"], r["seed"])):
+        head = (f"### {r['dataset']} IR {r['imbalance_ratio']:g}, base loss {r['loss'].upper()}, seed {r['seed']}, "
+                f"stage-1 epochs {r['config']['train']['epochs']}")
+        lines += [head, "", f"- train: {r['splits']['sources']['train']}", f"- val (selection): {r['splits']['sources']['val']}",
+                  f"- test (reported): {r['splits']['sources']['test']}", f"- wall time {r['seconds']:.0f} s "
+                  f"({r['threads']} torch thread(s), shared CPU); command: `{' '.join(r['command'])}`", "",
+                  "| row | Acc | AM | HM | GM | Lowest | #zero | Many | Medium | Few |",
+                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        rows = r["rows"]
+        for name in [n for n in ROW_ORDER if n in rows] + [n for n in rows if n not in ROW_ORDER]:
+            row = rows[name]
+            lines.append(f"| {name} | " + " | ".join(cell(row, k) if k in ("accuracy", "am", "hm", "gm", "lowest")
+                                                     else (f"{row[k]}" if k == "num_zero" else
+                                                           (f"{100 * row[k]:.1f}" if row.get(k) is not None else "-"))
+                                                     for k in ROW_KEYS) + " |")
+        if NOLB in rows:
+            parts = []
+            for key in ("hm", "lowest", "accuracy"):
+                best = best_baseline(rows, key)
+                word = verdict(rows[NOLB], best[1], key) if best else "n/a"
+                parts.append({"ahead": "ahead of", "behind": "behind", "level": "level with"}.get(word, word)
+                             + (f" {best[0]}" if best else ""))
+            verdicts.append(f"| {r['dataset']} | {r['imbalance_ratio']:g} | {r['loss']} | {r['seed']} | "
+                            + " | ".join(parts) + " |")
         lines.append("")
-    if goal_lines:
-        lines += ["### Goal check per run", "",
-                  "Goal: nolb HM >= best baseline HM, nolb lowest >= best baseline lowest, nolb Acc >= base Acc - 1.", "",
-                  "| dataset | base | seed | result |", "| --- | --- | ---: | --- |", *goal_lines, ""]
-    lines += variants_section(groups)
-    lines += split_section(groups)
-    lines += reselect_section(groups)
-    text = "\n".join(lines)
-    out = Path(args.out)
-    if out.is_file() and BEGIN in out.read_text():
-        old = out.read_text()
-        text = old[: old.index(BEGIN) + len(BEGIN)] + "\n" + text + "\n" + old[old.index(END):]
-    out.write_text(text)
-    print(f"wrote {args.out} ({sum(len(v) for v in groups.values())} runs)")
+    effect = [r for r in records if r.get("protocol_effect")]
+    if effect:
+        lines += ["### Validation protocol: what changed (stage-1 best checkpoint of each run)", "",
+                  "The same model scored on the validation and test splits of the default protocol "
+                  "(`val_source=auto`: class 0 validates on a slice of the official test set that leaves the "
+                  "reported test set) and of the old one (`borrow_train`: class 0 validates on 100 of its own "
+                  "training images; the full official test set is reported).", "",
+                  "| run | split | images | AM | HM | Lowest | class-0 recall |",
+                  "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+        for r in effect:
+            run = name_of(r["dataset"], r["imbalance_ratio"], r["loss"], r["seed"])
+            for split, row in r["protocol_effect"].items():
+                lines.append(f"| {run} | {split} | {row['images']:,} | {cell(row, 'am')} | {cell(row, 'hm')} | "
+                             f"{cell(row, 'lowest')} | {100 * row['class0_recall']:.1f} |")
+        lines.append("")
+    lines += ["### nolb head against the best baseline (per metric, intervals decide)", "",
+              "`ahead`/`behind` only when the two 95% intervals do not overlap; otherwise `level` (a tie).", "",
+              "| dataset | IR | base | seed | HM | Lowest | Acc |", "| --- | ---: | --- | ---: | --- | --- | --- |",
+              *verdicts, "", END]
+    return "\n".join(lines)
 
 
-SPLIT_RULES = ["nolb on val (3 taus)", "nolb on val (5 taus)", "nolb on val soft-HM (3 taus)",
-               "nolb on val soft-HM (5 taus)", "nolb on A (3 taus)", "nolb on A (5 taus)", "cRT on val", "cRT on A",
-               "B-oracle gml", "B-oracle cRT"]
+def write_report(doc: Path = DOC) -> None:
+    from nolb.io import write_text
+
+    records = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))]
+    section = report_text(records)
+    old = doc.read_text() if doc.is_file() else "# Quality\n"
+    if BEGIN in old and END in old:
+        new = old[: old.index(BEGIN)] + section + old[old.index(END) + len(END):]
+    else:  # first time: after the title line
+        title, _, rest = old.partition("\n")
+        new = f"{title}\n\n{section}\n{rest}"
+    write_text(doc, new)
+    print(f"wrote {doc.relative_to(REPO)} ({len(records)} runs)")
 
 
-def split_section(groups: dict) -> list[str]:
-    """experiments/selection_split.py: choose on val (100/class) or on test half A, score on half B."""
-    lines = ["### Does the small validation split limit the selection? (test half B only)", "",
-             "experiments/selection_split.py: the test split is cut into stratified halves A and B; every",
-             "candidate (GML tau x lr x sampler, and cRT per lr) is trained once and scored after each epoch;",
-             "(candidate, epoch) is chosen on val (100 images/class, as `nolb run` does), on val with a soft",
-             "(mean true-class probability) HM, or on A (500/class); everything is scored on B.",
-             "`B-oracle` chooses on B itself (upper bound).  Last column: minus cRT chosen the same way (val or A).", "",
-             "| dataset | base | rule | seeds | B Acc | B HM | B lowest | HM - cRT (same split) | lowest - cRT |",
-             "| --- | --- | --- | --- | ---: | ---: | ---: | --- | --- |"]
-    any_row = False
-    for (dataset, loss), runs in sorted(groups.items()):
-        res = []
-        for seed, _ in sorted(runs):
-            f = STUDY / f"split_{dataset}_{loss}_s{seed}.json"
-            if f.is_file():
-                res.append((seed, json.loads(f.read_text())[0]))
-        for rule in SPLIT_RULES:
-            rows = [(seed, r) for seed, r in res if rule in r]
-            if not rows:
-                continue
-            any_row = True
-            ref = "cRT on A" if " on A" in rule else ("B-oracle cRT" if "oracle" in rule else "cRT on val")
-            dh = [r[rule]["B_hm"] - r[ref]["B_hm"] for _, r in rows]
-            dl = [r[rule]["B_lowest"] - r[ref]["B_lowest"] for _, r in rows]
-            cmp_h = f"{mean_std(dh)} ({signs(dh)})" if not rule.startswith("cRT") else ""
-            cmp_l = f"{mean_std(dl)} ({signs(dl)})" if not rule.startswith("cRT") else ""
-            lines.append(f"| {dataset} | {loss} | {rule} | {[s for s, _ in rows]} | "
-                         f"{mean_std([r[rule]['B_acc'] for _, r in rows])} | {mean_std([r[rule]['B_hm'] for _, r in rows])} | "
-                         f"{mean_std([r[rule]['B_lowest'] for _, r in rows])} | {cmp_h} | {cmp_l} |")
-    return lines + [""] if any_row else []
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run", help="run some (dataset, IR, loss, seed) combinations")
+    r.add_argument("--dataset", choices=sorted(RECIPES), required=True)
+    r.add_argument("--imbalance-ratio", type=float, default=100)
+    r.add_argument("--losses", nargs="+", default=["ce", "bsce"])
+    r.add_argument("--seeds", nargs="+", type=int, default=[0])
+    r.add_argument("--epochs", type=int, default=None, help="stage-1 epochs (default: the recipe's)")
+    r.add_argument("--set", nargs="*", default=[], help="extra key=value overrides")
+    for q in (r, sub.add_parser("all", help="run the default plan (PLAN), then write the report")):
+        q.add_argument("--threads", type=int, default=1)
+        q.add_argument("--force", action="store_true", help="redo runs whose JSON exists")
+    sub.add_parser("report", help="rewrite the study section of docs/QUALITY.md from results/quality/*.json")
+    e = sub.add_parser("effect", help="recompute the protocol effect of finished runs into their JSON")
+    e.add_argument("names", nargs="+", help="run names, e.g. fashion_mnist_lt_ir100_ce_s0")
+    a = p.parse_args(argv)
+    if a.cmd == "run":
+        for seed in a.seeds:
+            for loss in a.losses:
+                run_one(a.dataset, a.imbalance_ratio, loss, seed, a.epochs, a.set, a.threads, a.force)
+    elif a.cmd == "all":
+        for item in PLAN:
+            for seed in item["seeds"]:
+                for loss in item["losses"]:
+                    run_one(item["dataset"], item["imbalance_ratio"], loss, seed, item["epochs"], [], a.threads, a.force)
+        write_report()
+    elif a.cmd == "effect":
+        from nolb.io import write_json
 
-
-def reselect_section(groups: dict) -> list[str]:
-    """experiments/reselect.py --criterion soft_hm: the nolb head re-chosen on the soft validation HM."""
-    soft = {}
-    for f in sorted(STUDY.glob("reselect_soft*.json")):
-        soft.update(json.loads(f.read_text()))
-    if not soft:
-        return []
-    lines = ["### The nolb head chosen on the soft validation HM (the new default), full test split", "",
-             "experiments/reselect.py: the same candidates and cached features as the `nolb (val-tuned)` row,",
-             "chosen (candidate and epoch) on the HM of the soft per-class validation recall instead of the",
-             "arg-max recall. Differences are paired per seed against the same run's rows.", "",
-             "| dataset | base | seeds | Acc | HM | Lowest | HM - nolb(arg-max) | Lowest - nolb(arg-max) | HM - best baseline | Lowest - best baseline | Acc - base | goal met |",
-             "| --- | --- | --- | ---: | ---: | ---: | --- | --- | --- | --- | --- | --- |"]
-    for (dataset, loss), runs in sorted(groups.items(), key=lambda kv: (kv[0][0] != "fashion_mnist_lt", kv[0])):
-        rows = [(seed, soft[f"{dataset}_{loss}_s{seed}"], r["metrics"]) for seed, r in sorted(runs)
-                if f"{dataset}_{loss}_s{seed}" in soft]
-        if not rows:
-            continue
-        n = "nolb (val-tuned GML)"
-        d_old_h = [x["hm"] - value(m[n], "hm") for _, x, m in rows]
-        d_old_l = [x["lowest"] - value(m[n], "lowest") for _, x, m in rows]
-        d_bb_h = [x["hm"] - best_baseline(m, "hm") for _, x, m in rows]
-        d_bb_l = [x["lowest"] - best_baseline(m, "lowest") for _, x, m in rows]
-        d_acc = [x["acc"] - value(m["base"], "accuracy") for _, x, m in rows]
-        met = sum(1 for h, l, a in zip(d_bb_h, d_bb_l, d_acc) if h >= -1e-9 and l >= -1e-9 and a >= -1.0)
-        f2 = lambda ds: f"{mean_std(ds)} ({signs(ds)})"  # noqa: E731
-        lines.append(f"| {dataset} | {loss} | {[s for s, _, _ in rows]} | {mean_std([x['acc'] for _, x, _ in rows])} | "
-                     f"{mean_std([x['hm'] for _, x, _ in rows])} | {mean_std([x['lowest'] for _, x, _ in rows])} | "
-                     f"{f2(d_old_h)} | {f2(d_old_l)} | {f2(d_bb_h)} | {f2(d_bb_l)} | {f2(d_acc)} | {met}/{len(rows)} |")
-    return lines + [""]
-
-
-BEGIN, END = "<!-- tables:begin -->", "<!-- tables:end -->"
-VARIANTS = ["current", "5 taus (hm)", "current+adjust", "oracle (test-chosen)"]
-
-
-def variants_section(groups: dict) -> list[str]:
-    """Selection variants re-run on the cached features (experiments/selection_variants.py)."""
-    lines = ["### Selection variants on the same cached features (test metrics; choice on val only)", "",
-             "From experiments/selection_variants.py (sv_<run>.json). `current` re-runs the default selection;",
-             "`5 taus (hm)` adds tau 0.25 and 0.75 to the grid; `current+adjust` adds a post-hoc",
-             "z - g log n on the chosen head (g on val); `oracle` picks by TEST HM (upper bound, not a method).",
-             "Goal columns: nolb-variant minus the best of cRT/LWS/tau-norm of that run (HM, lowest), per seed.", "",
-             "| dataset | base | variant | seeds | Acc | HM | Lowest | HM - best baseline | Lowest - best baseline |",
-             "| --- | --- | --- | --- | ---: | ---: | ---: | --- | --- |"]
-    any_row = False
-    for (dataset, loss), runs in sorted(groups.items()):
-        svs = []
-        for seed, r in sorted(runs):
-            f = STUDY / f"sv_{dataset}_{loss}_s{seed}.json"
-            if f.is_file():
-                svs.append((seed, json.loads(f.read_text())[0], r["metrics"]))
-        if not svs:
-            continue
-        for v in VARIANTS:
-            rows = [(seed, sv[v], m) for seed, sv, m in svs if v in sv]
-            if not rows:
-                continue
-            any_row = True
-            dh = [row["hm"] - best_baseline(m, "hm") for _, row, m in rows]
-            dl = [row["lowest"] - best_baseline(m, "lowest") for _, row, m in rows]
-            lines.append(f"| {dataset} | {loss} | {v} | {[s for s, _, _ in rows]} | "
-                         f"{mean_std([row['acc'] for _, row, _ in rows])} | {mean_std([row['hm'] for _, row, _ in rows])} | "
-                         f"{mean_std([row['lowest'] for _, row, _ in rows])} | {mean_std(dh)} ({signs(dh)}) | "
-                         f"{mean_std(dl)} ({signs(dl)}) |")
-    return lines + [""] if any_row else []
-
-
-def _epochs(r: dict):
-    try:
-        import yaml
-        return yaml.safe_load(r["config"])["train"]["epochs"]
-    except Exception:  # noqa: BLE001
-        return None
-
-
-def _goal(m: dict) -> str:
-    n, b = m["nolb (val-tuned GML)"], m["base"]
-    fails = []
-    if value(n, "hm") < best_baseline(m, "hm") - 1e-9:
-        fails.append(f"HM {value(n, 'hm') - best_baseline(m, 'hm'):+.1f}")
-    if value(n, "lowest") < best_baseline(m, "lowest") - 1e-9:
-        fails.append(f"lowest {value(n, 'lowest') - best_baseline(m, 'lowest'):+.1f}")
-    if value(n, "accuracy") < value(b, "accuracy") - 1.0 - 1e-9:
-        fails.append(f"Acc {value(n, 'accuracy') - value(b, 'accuracy'):+.1f} vs base")
-    return "yes" if not fails else "no: " + ", ".join(fails)
+        for name in a.names:
+            path = RESULTS / f"{name}.json"
+            record = json.loads(path.read_text())
+            record["protocol_effect"] = protocol_effect(RUNS / name)
+            record["protocol_effect_code"] = git_commit()
+            write_json(path, record)
+            print(f"[effect] {name} -> {path.relative_to(REPO)}", flush=True)
+    else:
+        write_report()
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="cmd", required=True)
-    r = sub.add_parser("run")
-    r.add_argument("--dataset", choices=sorted(RECIPES), required=True)
-    r.add_argument("--losses", nargs="+", default=["ce", "bsce"])
-    r.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    r.add_argument("--epochs", type=int, default=None)
-    r.add_argument("--threads", type=int, default=1)
-    r.add_argument("--set", nargs="*", help="extra key=value overrides")
-    rep = sub.add_parser("report")
-    rep.add_argument("--out", default=str(REPO / "docs" / "QUALITY.md"),
-                     help="rewrites the part between the tables:begin/end markers (whole file if absent)")
-    a = p.parse_args()
-    if a.cmd == "run":
-        cmd_run(a)
-    else:
-        cmd_report(a)
+    main()

@@ -52,20 +52,17 @@ def test_cifar10_lt_train_is_cao_subsample(cifar10_lt, cifar10_root):
 def test_cifar10_lt_val_balanced_and_held_out(cifar10_lt, cifar10_root):
     val, train, test = cifar10_lt.val, cifar10_lt.train, cifar10_lt.test
     assert np.bincount(val.labels.numpy(), minlength=10).tolist() == [100] * 10
-    assert np.bincount(test.labels.numpy(), minlength=10).tolist() == [1000] * 10
+    # class 0 keeps all 5000 training images at IR 100: its validation comes from the test set
+    assert np.bincount(test.labels.numpy(), minlength=10).tolist() == [900] + [1000] * 9
 
     def keys(ds):
         flat = ds.images.numpy().reshape(len(ds), -1)
         return {(int(label), row.tobytes()) for row, label in zip(flat, ds.labels.numpy())}
 
     val_keys, train_keys, test_keys = keys(val), keys(train), keys(test)
-    assert not val_keys & test_keys
-    shared = val_keys & train_keys
-    # Class 0 keeps all 5000 images at IR 100, so only its validation images come from the train set.
-    borrowed = cifar10_lt.info["val_borrowed_from_train"]
-    assert borrowed == {"0": 100}
-    assert {label for label, _ in shared} == {0} and len(shared) == 100
-    assert len(val_keys) == 1000
+    assert not val_keys & test_keys and not val_keys & train_keys and len(val_keys) == 1000
+    assert cifar10_lt.info["val_borrowed_from_train"] == {} and cifar10_lt.info["val_from_test"] == {"0": 100}
+    assert cifar10_lt.info["test_source"] == "9,900 of the 10,000 official test images; 100 are validation"
 
 
 def test_cifar100_tiny_file_end_to_end(cifar100_root):
@@ -73,7 +70,7 @@ def test_cifar100_tiny_file_end_to_end(cifar100_root):
     expected = long_tailed_counts(10, 100, 10)
     assert np.bincount(data.train.labels.numpy(), minlength=100).tolist() == expected
     assert data.class_counts.tolist() == expected and data.num_classes == 100
-    assert data.class_names[7] == "class_07" and len(data.test) == 200 and len(data.val) == 100
+    assert data.class_names[7] == "class_07" and len(data.test) == 199 and len(data.val) == 100  # class 0 keeps all 10: its val image is from test
     assert data.preset == "cifar" and data.in_channels == 3
 
 

@@ -86,13 +86,16 @@ def test_label_out_of_range_in_test_list(tmp_path):
 
 def test_custom_list_counts_and_corrupt_image(tmp_path):
     (tmp_path / "train.txt").write_text("img/a b.png 1\nimg/c.png 1\nimg/d.png 0\nimg/bad.png 2\n")
-    _write_images(tmp_path, ["img/a b.png", "img/c.png", "img/d.png"])
+    (tmp_path / "test.txt").write_text("img/e.png 0\n")
+    _write_images(tmp_path, ["img/a b.png", "img/c.png", "img/d.png", "img/e.png"])
     (tmp_path / "img" / "bad.png").write_bytes(b"not a png")
-    data = build_data("list_file", root=tmp_path, train_list=tmp_path / "train.txt", test_list=tmp_path / "train.txt")
+    data = build_data("list_file", root=tmp_path, train_list=tmp_path / "train.txt", test_list=tmp_path / "test.txt")
     assert data.class_counts.tolist() == [1, 2, 1] and data.info["sizes"]["train"] == 4
     assert data.train[0][1] == 1 and data.train.paths[0] == "img/a b.png"
     with pytest.raises(NolbError, match=r"bad.png: unreadable or corrupt image"):
         data.train[3]
+    with pytest.raises(NolbError, match="image 'img/a b.png' is in both train and test"):  # one image, two roles
+        build_data("list_file", root=tmp_path, train_list=tmp_path / "train.txt", test_list=tmp_path / "train.txt")
     with pytest.raises(NolbError, match="image root folder not found"):
         build_data("list_file", root=tmp_path / "nope", train_list=tmp_path / "train.txt")
     with pytest.raises(NolbError, match="missing.txt: list file not found"):

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from nolb.data.profiles import group_sizes, long_tailed_counts, split_unused_for_validation, subsample_long_tailed
+from nolb.data.profiles import group_sizes, long_tailed_counts, subsample_long_tailed
+from nolb.data.split_plans import plan_validation
 from nolb.errors import NolbError
 
 
@@ -69,15 +70,34 @@ def test_subsample_matches_reference_global_seed_code():
         assert sorted(np.concatenate([kept[c], unused[c]])) == sorted(np.where(labels == c)[0])
 
 
-def test_validation_from_unused_is_balanced_and_borrows_only_when_needed():
+def test_validation_never_borrows_unless_asked():
     labels = np.repeat(np.arange(4), 30)
+    test_labels = np.repeat(np.arange(4), 12)
     kept, unused = subsample_long_tailed(labels, [30, 20, 10, 5], seed=0)
-    val, borrowed = split_unused_for_validation(unused, kept, 8, seed=1)
-    assert np.bincount(labels[val]).tolist() == [8, 8, 8, 8]
-    assert len(set(val.tolist())) == len(val)
     train = set(np.concatenate(kept).tolist())
-    overlap = np.bincount(labels[[v for v in val if v in train]], minlength=4)
-    assert overlap.tolist() == [8, 0, 0, 0] and borrowed == {0: 8}
+    plan = plan_validation(unused, kept, test_labels, 8, seed=1)
+    # class 0 keeps all 30 images: its 8 validation images come from the test set
+    assert plan.by_class == {0: "test", 1: "unused", 2: "unused", 3: "unused"} and plan.borrowed == {}
+    assert np.bincount(labels[plan.from_train], minlength=4).tolist() == [0, 8, 8, 8]
+    assert np.bincount(test_labels[plan.from_test], minlength=4).tolist() == [8, 0, 0, 0]
+    assert not set(plan.from_train.tolist()) & train
+    assert sorted(plan.from_test.tolist() + plan.test_kept.tolist()) == list(range(48))
+    borrow = plan_validation(unused, kept, test_labels, 8, seed=1, source="borrow_train")
+    overlap = np.bincount(labels[[v for v in borrow.from_train if v in train]], minlength=4)
+    assert overlap.tolist() == [8, 0, 0, 0] and borrow.borrowed == {0: 8} and len(borrow.test_kept) == 48
+    same = [i for i in plan.from_train.tolist()]  # classes 1-3 validate on the same images either way
+    assert [i for i in borrow.from_train.tolist() if labels[i] != 0] == same
+    everything = plan_validation(unused, kept, test_labels, 8, seed=1, source="test")
+    assert len(everything.from_train) == 0 and np.bincount(test_labels[everything.from_test]).tolist() == [8] * 4
+
+
+def test_validation_slice_larger_than_the_test_set_is_refused():
+    labels = np.repeat(np.arange(2), 10)
+    kept, unused = subsample_long_tailed(labels, [10, 10], seed=0)
+    with pytest.raises(NolbError, match="class 0 needs 5 validation images from the official test set, which has only 4"):
+        plan_validation(unused, kept, np.repeat(np.arange(2), 4), 5, seed=1)
+    with pytest.raises(NolbError, match="data.val_source: unknown value 'train'"):
+        plan_validation(unused, kept, labels, 5, seed=1, source="train")
 
 
 def test_group_sizes_against_loop():

@@ -21,6 +21,11 @@ def weights_of(run_dir, kind="last"):
     return load_safetensors(run_dir / "checkpoints" / f"{kind}.safetensors")[0]
 
 
+def metrics_sources_ok(run):
+    return json.loads((run / "metrics.json").read_text())["split_sources"] == \
+        json.loads((run / "splits.json").read_text())["sources"]
+
+
 def test_loss_decreases_and_run_directory_is_complete(tiny_config, tmp_path, monkeypatch):
     config = tiny_config("train.epochs=6", "optim.milestones=[5]", "train.plot=true", "train.tensorboard=true")
     evaluated = []
@@ -44,6 +49,13 @@ def test_loss_decreases_and_run_directory_is_complete(tiny_config, tmp_path, mon
     assert {"commit", "dirty"} <= set(info["git"]) and "torch" in info["environment"]
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in log] == [1, 2, 3, 4, 5, 6] and all("val" in r for r in log)
+    # Validation groups classes by TRAINING counts (100..10 here: no Many, some Few), not by
+    # the 20 validation images every class has (that would put every class in Medium).
+    assert log[-1]["val"]["many"] is None and log[-1]["val"]["few"] is not None
+    splits = json.loads((run / "splits.json").read_text())
+    assert len(splits["train"]) == 403 and len(splits["val"]) == 200 and len(splits["test"]) == 500
+    assert not set(splits["train"]) & set(splits["val"]) and not set(splits["val"]) & set(splits["test"])
+    assert set(splits["sources"]) == {"train", "val", "test"} and metrics_sources_ok(run)
     state = json.loads((run / "checkpoints/last.json").read_text())
     assert state["epoch"] == 6 and {"optimizer", "scheduler", "scaler", "rng", "sampler_epoch"} <= set(state)
     # The test split is evaluated exactly once, at the end; model selection used validation.

@@ -51,15 +51,16 @@ class World:
         with np.load(source) as data:
             x, y = data["x"], data["y"]
         root = self.tmp / "images"
-        lines = []
+        lines, test_lines = [], []  # train and test name different images (nolb refuses one in two splits)
         for label, n in enumerate(per_class):
-            for i, index in enumerate(np.flatnonzero(y == label)[:n]):
-                path = root / f"c{label}" / f"{i}.png"
+            for i, index in enumerate(np.flatnonzero(y == label)[:n + 1]):
+                name = f"c{label}/{i}.png" if i < n else f"c{label}/t{i}.png"
+                path = root / name
                 path.parent.mkdir(parents=True, exist_ok=True)
                 Image.fromarray(x[index]).save(path)
-                lines.append(f"c{label}/{i}.png {label}")
+                (lines if i < n else test_lines).append(f"{name} {label}")
         self.text("train.txt", "\n".join(lines) + "\n")
-        self.text("test.txt", "\n".join(lines) + "\n")
+        self.text("test.txt", "\n".join(test_lines) + "\n")
         return root
 
 

@@ -1,8 +1,10 @@
-"""``nolb data info NAME [options] [--plot OUT.png]``: a dataset's class-count profile.
+"""``nolb data info NAME [options] [--plot OUT.png] [--splits FILE]``: a dataset's profile and splits.
 
-Prints classes, split sizes, the largest and smallest class, the imbalance ratio and the
-Many / Medium / Few group sizes (Many > 100, Few < 20 training images by default), and
-optionally plots the per-class training counts (sorted, log scale) to a PNG.
+Prints classes, split sizes, where each split's images come from (training / validation /
+reported test never share an image), the largest and smallest class, the imbalance ratio
+and the Many / Medium / Few group sizes (Many > 100, Few < 20 training images by default);
+optionally plots the per-class training counts (sorted, log scale) to a PNG and writes the
+image identities of every split to ``splits.json`` (the file every run directory keeps).
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from nolb.errors import NolbError
 
 # CLI flag -> build_data option (only flags the user sets are passed on).
 _FLAG_OPTIONS = ("root", "imbalance_ratio", "profile", "val_per_class", "seed", "lists_dir",
-                 "train_list", "val_list", "test_list", "relabel_by_frequency", "num_classes")
+                 "train_list", "val_list", "test_list", "relabel_by_frequency", "num_classes", "val_source",
+                 "missing_test")
 
 
 def register(subparsers) -> None:
@@ -27,6 +30,11 @@ def register(subparsers) -> None:
     info.add_argument("--imbalance-ratio", type=float, help="n_max / n_min of the training profile")
     info.add_argument("--profile", choices=("exp", "step"), help="long-tailed profile")
     info.add_argument("--val-per-class", type=int, help="validation images per class")
+    info.add_argument("--val-source", choices=("auto", "test", "borrow_train"),
+                      help="array datasets: where validation comes from (default auto: unused training "
+                           "images, else a slice of the official test set)")
+    info.add_argument("--missing-test", choices=("carve", "error"),
+                      help="file datasets without a test split: carve one from validation (default) or stop")
     info.add_argument("--seed", type=int, help="subsample seed")
     info.add_argument("--lists-dir", help="folder with the benchmark list files")
     info.add_argument("--train-list", help="training list file")
@@ -40,7 +48,8 @@ def register(subparsers) -> None:
     info.add_argument("--many-threshold", type=int, default=100, help="Many: more than this many images")
     info.add_argument("--few-threshold", type=int, default=20, help="Few: fewer than this many images")
     info.add_argument("--plot", metavar="OUT.png", help="write a plot of the per-class counts")
-    info.add_argument("--force", action="store_true", help="overwrite an existing plot")
+    info.add_argument("--splits", metavar="FILE", help="write the image identities of every split (splits.json)")
+    info.add_argument("--force", action="store_true", help="overwrite an existing plot or splits file")
     info.set_defaults(func=_info)
     parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])
 
@@ -97,11 +106,17 @@ def _info(args: argparse.Namespace) -> int:
 
     from nolb.cli.data_published import PUBLISHED_PROFILES, print_published_profile
 
-    if args.name in PUBLISHED_PROFILES and not (args.root or args.lists_dir or args.train_list or args.plot):
+    if args.name in PUBLISHED_PROFILES and not (args.root or args.lists_dir or args.train_list or args.plot
+                                           or getattr(args, "splits", None)):
         return print_published_profile(args.name)  # the benchmark's shape needs no image folder
+
+    from nolb.data.splits import write_splits
+
     plot = Path(args.plot) if args.plot else None
-    if plot is not None and plot.exists() and not args.force:
-        raise NolbError(f"{plot}: already exists (pass --force to overwrite)")
+    splits_file = Path(args.splits) if args.splits else None
+    for out in (plot, splits_file):
+        if out is not None and out.exists() and not args.force:
+            raise NolbError(f"{out}: already exists (pass --force to overwrite)")
     data = build_data(args.name, **_parse_options(args))
     counts = data.class_counts.tolist()
     s = profile_summary(counts, args.many_threshold, args.few_threshold)
@@ -109,6 +124,8 @@ def _info(args: argparse.Namespace) -> int:
     print(f"dataset          {args.name}")
     print(f"classes          {s['classes']}")
     print(f"images           train {sizes['train']}, val {sizes['val']}, test {sizes['test']}")
+    for split in ("train", "val", "test"):
+        print(f"{split + ' from':<17}{data.splits['sources'].get(split, 'n/a')}")
     print(f"max / min        {s['max']} / {s['min']}")
     print(f"imbalance ratio  {s['imbalance_ratio']:.2f}")
     print(f"many/medium/few  {s['many']} / {s['medium']} / {s['few']}  "
@@ -117,4 +134,7 @@ def _info(args: argparse.Namespace) -> int:
         plot_counts(counts, plot, f"{args.name}: {s['images']} images, IR {s['imbalance_ratio']:.1f}",
                     args.many_threshold, args.few_threshold)
         print(f"plot             {plot}")
+    if splits_file is not None:
+        write_splits(splits_file, data.splits)
+        print(f"splits           {splits_file}")
     return 0

@@ -6,9 +6,12 @@ pickled dict with ``data`` (uint8 ``(N, 3072)``, rows are CHW-flattened 32x32 RG
 ``labels`` (``fine_labels`` for CIFAR-100).  The pickles are read with an unpickler that
 only rebuilds numpy arrays, so a tampered file cannot run code.
 
-The long-tailed training set is Cao et al.'s (see :mod:`nolb.data.profiles`); the
-validation split comes from the training images the subsample left unused; the test set
-is the official balanced one.
+The long-tailed training set is Cao et al.'s (see :mod:`nolb.data.profiles`).  The
+validation split comes from the training images the subsample left unused for every class
+that has enough of them, otherwise (class 0 at every IR > 1, every class at IR 1) from a
+seeded stratified slice of the official test set that then leaves the reported test set
+(:func:`nolb.data.split_plans.plan_validation`; docs/DATA.md).  Image identities: ``"train:<row>"``
+and ``"test:<row>"`` of the official arrays (batches concatenated in file order).
 """
 
 from __future__ import annotations
@@ -18,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from nolb.data.profiles import long_tailed_counts, split_unused_for_validation, subsample_long_tailed
-from nolb.data.tensor_dataset import TensorImageDataset
+from nolb.data.profiles import long_tailed_counts, subsample_long_tailed
+from nolb.data.array_splits import assemble_array_splits
 from nolb.errors import NolbError
 
 CIFAR_MEAN = {10: (0.4914, 0.4822, 0.4465), 100: (0.5071, 0.4865, 0.4409)}
@@ -141,6 +144,7 @@ def build_cifar_lt(
     seed: int = 0,
     val_seed: int = 1,
     download: bool = False,
+    val_source: str = "auto",
 ) -> dict:
     """Build CIFAR-{10,100}-LT; returns the fields of :class:`nolb.data.registry.LTData`.
 
@@ -149,11 +153,14 @@ def build_cifar_lt(
         root: folder holding the official pickle folder.
         imbalance_ratio: ``n_max / n_min`` (100, 50, 10 in the literature).
         profile: ``"exp"`` (Cao et al.) or ``"step"``.
-        val_per_class: validation images per class drawn from the unused training images
-            (default 100 for CIFAR-10, 20 for CIFAR-100; 0 for no validation split).
+        val_per_class: validation images per class (default 100 for CIFAR-10, 20 for
+            CIFAR-100; 0 for no validation split).
         seed: subsample seed (0 reproduces the published sets).
         val_seed: seed of the validation draw (kept separate so it never moves the train set).
         download: use torchvision's downloader when the files are missing.
+        val_source: ``"auto"`` (unused training images, else a test slice), ``"test"``
+            (all validation from the official test set) or ``"borrow_train"`` (explicit
+            opt-in: the shortfall from the class's own training images, marked in info).
     """
     if root is None:
         folder_name = _LAYOUT[num_classes]["folder"]
@@ -162,25 +169,14 @@ def build_cifar_lt(
     n_max = len(y_train) // num_classes  # the reference code's img_max
     counts = long_tailed_counts(n_max, num_classes, imbalance_ratio, profile)
     kept, unused = subsample_long_tailed(y_train, counts, seed)
-    train_idx = np.concatenate(kept)
     if val_per_class is None:
         val_per_class = 100 if num_classes == 10 else 20
-    val_idx, borrowed = split_unused_for_validation(unused, kept, val_per_class, val_seed)
-    train = TensorImageDataset(x_train[train_idx], y_train[train_idx], names)
-    val = TensorImageDataset(x_train[val_idx], y_train[val_idx], names) if val_per_class > 0 else None
-    test = TensorImageDataset(x_test, y_test, names)
-    return {
-        "train": train, "val": val, "test": test, "num_classes": num_classes, "class_counts": counts,
-        "class_names": names, "preset": "cifar", "image_size": 32, "in_channels": 3,
-        "mean": CIFAR_MEAN[num_classes], "std": CIFAR_STD[num_classes],
-        "info": {
-            "source": str(folder), "imbalance_ratio_requested": float(imbalance_ratio), "profile": profile,
-            "seed": seed, "val_seed": val_seed, "val_per_class": val_per_class,
-            "val_source": "training images unused by the LT subsample",
-            "val_borrowed_from_train": {str(k): v for k, v in borrowed.items()},
-            "train_indices_sha": _digest(train_idx),
-        },
-    }
+    fields = assemble_array_splits(x_train, y_train, x_test, y_test, names, kept, unused,
+                                   val_per_class=val_per_class, seed=seed, val_seed=val_seed, val_source=val_source)
+    fields["info"] = {"source": str(folder), "imbalance_ratio_requested": float(imbalance_ratio), "profile": profile,
+                      **fields["info"], "train_indices_sha": _digest(np.concatenate(kept))}
+    return {**fields, "num_classes": num_classes, "class_counts": counts, "class_names": names, "preset": "cifar",
+            "image_size": 32, "in_channels": 3, "mean": CIFAR_MEAN[num_classes], "std": CIFAR_STD[num_classes]}
 
 
 def _digest(indices: np.ndarray) -> str:

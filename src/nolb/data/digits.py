@@ -13,7 +13,9 @@ Defaults ``n_max = 100``, ``IR = 20`` give counts 100, 71, 51, 36, 26, 18, 13, 9
 (335 images): a plain cross-entropy linear model leaves the two rarest digits behind
 (recall about 0.3) although class-balanced training still reaches 0.6-0.8 on them, so the
 worst classes are visibly left behind yet learnable.  Pixels (0..16) are scaled to uint8
-(``round(v * 255 / 16)``).  Preset "digits": a one-pixel random shift, no flip (a
+(``round(v * 255 / 16)``).  Image identities are ``"digits:<row>"`` of
+``load_digits()``; the three splits are disjoint by construction (test and validation are
+taken out before the subsample, at every IR).  Preset "digits": a one-pixel random shift, no flip (a
 mirrored digit is another symbol or none).
 """
 
@@ -22,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from nolb.data.profiles import long_tailed_counts, subsample_long_tailed
+from nolb.data.splits import identities
 from nolb.data.tensor_dataset import TensorImageDataset
 from nolb.errors import NolbError
 
@@ -71,14 +74,22 @@ def build_digits_lt(imbalance_ratio: float = 20.0, profile: str = "exp", n_max: 
         idx = np.concatenate(idx) if isinstance(idx, list) else idx
         return TensorImageDataset(images[idx], labels[idx], names)
 
+    splits = {"train": identities("digits", train_idx), "val": identities("digits", np.concatenate(val_idx)),
+              "test": identities("digits", np.concatenate(test_idx)),
+              "sources": {"train": f"{len(train_idx)} of the {len(labels) - 10 * (TEST_PER_CLASS + VAL_PER_CLASS)} "
+                                   f"pool images (long-tailed subsample, seed {seed})",
+                          "val": f"{10 * VAL_PER_CLASS} images, {VAL_PER_CLASS} per class, held out before the "
+                                 f"subsample (fixed seed {SPLIT_SEED})",
+                          "test": f"{10 * TEST_PER_CLASS} images, {TEST_PER_CLASS} per class, held out before the "
+                                  f"subsample (fixed seed {SPLIT_SEED})"}}
     return {
-        "train": subset(train_idx), "val": subset(val_idx), "test": subset(test_idx),
+        "train": subset(train_idx), "val": subset(val_idx), "test": subset(test_idx), "splits": splits,
         "num_classes": 10, "class_counts": counts, "class_names": names, "preset": "digits",
         "image_size": 8, "in_channels": 1, "mean": MEAN, "std": STD,
         "info": {
             "source": "sklearn.datasets.load_digits", "imbalance_ratio_requested": float(imbalance_ratio),
             "profile": profile, "n_max": n_max, "seed": seed, "split_seed": SPLIT_SEED,
             "val_per_class": VAL_PER_CLASS, "test_per_class": TEST_PER_CLASS,
-            "val_source": "a fixed balanced split held out before the LT subsample",
+            "val_source": splits["sources"]["val"], "test_source": splits["sources"]["test"],
         },
     }

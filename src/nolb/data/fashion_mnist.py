@@ -2,9 +2,10 @@
 
 Default root: ``/usr/share/datasets/fashion-mnist``, where Debian's
 ``dataset-fashion-mnist`` package installs the four files.  The long-tailed training set
-uses the same exponential profile and subsample as CIFAR-LT (n_max = 6000); the
-validation split is drawn from the unused training images; the test set is the official
-balanced 10,000 images.
+uses the same exponential profile and subsample as CIFAR-LT (n_max = 6000); validation
+and test follow CIFAR-LT (:mod:`nolb.data.array_splits`): unused training images where a
+class has enough, otherwise a seeded stratified slice of the official 10,000 test images
+that leaves the reported test set.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from nolb.data.profiles import long_tailed_counts, split_unused_for_validation, subsample_long_tailed
-from nolb.data.tensor_dataset import TensorImageDataset
+from nolb.data.array_splits import assemble_array_splits
+from nolb.data.profiles import long_tailed_counts, subsample_long_tailed
 from nolb.errors import NolbError
 
 DEFAULT_ROOT = "/usr/share/datasets/fashion-mnist"
@@ -79,6 +80,7 @@ def build_fashion_mnist_lt(
     val_per_class: int = 100,
     seed: int = 0,
     val_seed: int = 1,
+    val_source: str = "auto",
 ) -> dict:
     """Build Fashion-MNIST-LT; returns the fields of :class:`nolb.data.registry.LTData`.
 
@@ -86,26 +88,18 @@ def build_fashion_mnist_lt(
         root: folder with the four IDX files (default: Debian's install folder).
         imbalance_ratio: ``n_max / n_min`` with ``n_max = 6000``.
         profile: ``"exp"`` or ``"step"``.
-        val_per_class: validation images per class, from the unused training images.
+        val_per_class: validation images per class (0: none).
         seed: subsample seed.
         val_seed: seed of the validation draw.
+        val_source: ``"auto"``, ``"test"`` or ``"borrow_train"`` (as for CIFAR-LT).
     """
     x_train, y_train, x_test, y_test, folder = read_fashion_mnist(root)
     counts = long_tailed_counts(len(y_train) // 10, 10, imbalance_ratio, profile)
     kept, unused = subsample_long_tailed(y_train, counts, seed)
-    train_idx = np.concatenate(kept)
-    val_idx, borrowed = split_unused_for_validation(unused, kept, val_per_class, val_seed)
     names = list(CLASS_NAMES)
-    return {
-        "train": TensorImageDataset(x_train[train_idx], y_train[train_idx], names),
-        "val": TensorImageDataset(x_train[val_idx], y_train[val_idx], names) if val_per_class > 0 else None,
-        "test": TensorImageDataset(x_test, y_test, names),
-        "num_classes": 10, "class_counts": counts, "class_names": names, "preset": "mnist",
-        "image_size": 28, "in_channels": 1, "mean": MEAN, "std": STD,
-        "info": {
-            "source": str(folder), "imbalance_ratio_requested": float(imbalance_ratio), "profile": profile,
-            "seed": seed, "val_seed": val_seed, "val_per_class": val_per_class,
-            "val_source": "training images unused by the LT subsample",
-            "val_borrowed_from_train": {str(k): v for k, v in borrowed.items()},
-        },
-    }
+    fields = assemble_array_splits(x_train, y_train, x_test, y_test, names, kept, unused,
+                                   val_per_class=val_per_class, seed=seed, val_seed=val_seed, val_source=val_source)
+    fields["info"] = {"source": str(folder), "imbalance_ratio_requested": float(imbalance_ratio), "profile": profile,
+                      **fields["info"]}
+    return {**fields, "num_classes": 10, "class_counts": counts, "class_names": names, "preset": "mnist",
+            "image_size": 28, "in_channels": 1, "mean": MEAN, "std": STD}

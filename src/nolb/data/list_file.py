@@ -7,6 +7,13 @@ training list.  ``relabel_by_frequency=True`` renumbers classes by descending tr
 count (ties keep the original order), so class 0 is the head and class C-1 the tail; the
 mapping ``new_label = mapping[old_label]`` is returned in ``info`` and can be saved with
 :func:`write_label_mapping`.
+
+Image identities are the listed paths (relative to the image root); a path listed in two
+splits is an error.  Without a test list, the validation list is split per class into a
+selection half and a reported test half (``missing_test="carve"``, the default, seeded by
+``carve_seed``) or the build stops (``missing_test="error"``): validation is never
+reported as test.  iNaturalist 2018 publishes only train and val lists, so its val list is
+carved that way: 1 image per class selects, 2 are reported.
 """
 
 from __future__ import annotations
@@ -16,16 +23,17 @@ from pathlib import Path
 import numpy as np
 
 from nolb.data.image_files import ImageFileDataset
+from nolb.data.split_plans import fill_missing_test
 from nolb.errors import NolbError
 from nolb.io import write_json
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 BENCHMARKS = {
-    # name: (classes, train list, val list, test list)   (iNat2018 reports on its val list)
+    # name: (classes, train list, val list, test list)   (iNat2018: val carved into val + test)
     "imagenet_lt": (1000, "ImageNet_LT_train.txt", "ImageNet_LT_val.txt", "ImageNet_LT_test.txt"),
     "places_lt": (365, "Places_LT_train.txt", "Places_LT_val.txt", "Places_LT_test.txt"),
-    "inat2018": (8142, "iNaturalist18_train.txt", None, "iNaturalist18_val.txt"),
+    "inat2018": (8142, "iNaturalist18_train.txt", "iNaturalist18_val.txt", None),
 }
 
 
@@ -94,7 +102,8 @@ def _check_root(root) -> Path:
 
 
 def build_list_file(root=None, train_list=None, val_list=None, test_list=None, num_classes: int | None = None,
-                    relabel_by_frequency: bool = False, preset: str = "imagenet", image_size: int = 224) -> dict:
+                    relabel_by_frequency: bool = False, preset: str = "imagenet", image_size: int = 224,
+                    missing_test: str = "carve", carve_seed: int = 0) -> dict:
     """A dataset from list files; returns the fields of :class:`nolb.data.registry.LTData`.
 
     Args:
@@ -105,6 +114,9 @@ def build_list_file(root=None, train_list=None, val_list=None, test_list=None, n
         relabel_by_frequency: renumber classes by descending training count.
         preset: augmentation preset (default "imagenet").
         image_size: network input size.
+        missing_test: without a test list, ``"carve"`` half of each class of the validation
+            list into the test split, or ``"error"``.
+        carve_seed: seed of that carving.
     """
     root = _check_root(root)
     if train_list is None:
@@ -116,30 +128,32 @@ def build_list_file(root=None, train_list=None, val_list=None, test_list=None, n
     if (counts == 0).any():
         raise NolbError(f"{train_list}: class {int(np.argmin(counts))} has no training image")
     splits = {"train": train}
-    for split, lst in (("val", val_list), ("test", test_list)):
-        splits[split] = read_list_file(lst, num_classes) if lst is not None else None
+    lists = {"train": train_list, "val": val_list, "test": test_list}
+    for split in ("val", "test"):
+        splits[split] = read_list_file(lists[split], num_classes) if lists[split] is not None else None
+    sources = fill_missing_test(splits, {split: f"list {lst}" for split, lst in lists.items()}, missing_test,
+                                carve_seed, "pass data.test_list=FILE")
     mapping = frequency_order_mapping(counts) if relabel_by_frequency else np.arange(num_classes)
     names = [str(old) for old in np.argsort(mapping)]
     datasets = {
         split: ImageFileDataset(root, [(p, int(mapping[y])) for p, y in samples], names) if samples else None
         for split, samples in splits.items()
     }
-    if datasets["test"] is None:
-        datasets["test"] = datasets["val"]
-    if datasets["test"] is None:
-        raise NolbError("data.test_list: a test (or validation) list file is required")
-    lists = {"train": train_list, "val": val_list, "test": test_list}
     info = {"source": str(root), "lists": {split: str(p) for split, p in lists.items() if p},
-            "relabel_by_frequency": bool(relabel_by_frequency)}
+            "relabel_by_frequency": bool(relabel_by_frequency), "missing_test": missing_test,
+            "val_source": sources["val"], "test_source": sources["test"]}
     if relabel_by_frequency:
         info["label_mapping"] = mapping.tolist()
-    return {**datasets, "num_classes": int(num_classes), "class_counts": counts[np.argsort(mapping)].tolist(),
+    ids = {split: [p for p, _ in samples or []] for split, samples in splits.items()}
+    return {**datasets, "splits": {**ids, "sources": sources},
+            "num_classes": int(num_classes), "class_counts": counts[np.argsort(mapping)].tolist(),
             "class_names": names, "preset": preset, "image_size": image_size, "in_channels": 3,
             "mean": IMAGENET_MEAN, "std": IMAGENET_STD, "info": info}
 
 
 def build_benchmark_lists(benchmark: str, root=None, lists_dir=None, train_list=None, val_list=None, test_list=None,
-                          relabel_by_frequency: bool = False, image_size: int = 224) -> dict:
+                          relabel_by_frequency: bool = False, image_size: int = 224, missing_test: str = "carve",
+                          carve_seed: int = 0) -> dict:
     """ImageNet-LT, Places-LT or iNaturalist 2018 from the OLTR list files.
 
     Args:
@@ -149,6 +163,8 @@ def build_benchmark_lists(benchmark: str, root=None, lists_dir=None, train_list=
             ``val_list``, ``test_list`` override single files.
         relabel_by_frequency: renumber classes by descending training count.
         image_size: network input size.
+        missing_test, carve_seed: as for :func:`build_list_file` (iNaturalist 2018 has no
+            test list: its val list is carved into validation and test).
     """
     num_classes, train_name, val_name, test_name = BENCHMARKS[benchmark]
     folder = Path(lists_dir if lists_dir is not None else (root if root is not None else "."))
@@ -156,9 +172,8 @@ def build_benchmark_lists(benchmark: str, root=None, lists_dir=None, train_list=
         root=root,
         train_list=train_list or folder / train_name,
         val_list=val_list or (folder / val_name if val_name else None),
-        test_list=test_list or folder / test_name,
+        test_list=test_list or (folder / test_name if test_name else None),
         num_classes=num_classes, relabel_by_frequency=relabel_by_frequency, image_size=image_size,
+        missing_test=missing_test, carve_seed=carve_seed,
     )
-    if benchmark == "inat2018" and test_list is None:
-        fields["info"]["test_source"] = "iNaturalist18_val.txt (the split results are reported on)"
     return fields

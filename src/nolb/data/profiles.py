@@ -9,8 +9,8 @@ so class 0 keeps ``n_max`` images and class ``C-1`` keeps ``int(n_max / IR)``.  
 the rest.  The subsample seeds one ``RandomState(0)`` (identical to the reference
 ``np.random.seed(0)``), then, class by class in label order, shuffles that class's indices
 (in dataset order) and keeps the first ``n_i``: the published training sets, image for
-image.  The images it leaves unused are where :func:`split_unused_for_validation` draws a
-balanced validation split from, so the training set stays exactly as published.
+image.  The images it leaves unused are where :func:`nolb.data.split_plans.plan_validation`
+draws a balanced validation split from, so the training set stays exactly as published.
 """
 
 from __future__ import annotations
@@ -78,41 +78,6 @@ def subsample_long_tailed(labels: np.ndarray, counts: list[int],
         kept.append(idx[:n_c])
         unused.append(idx[n_c:])
     return kept, unused
-
-
-def split_unused_for_validation(
-    unused: list[np.ndarray], kept_by_class: list[np.ndarray], per_class: int, seed: int
-) -> tuple[np.ndarray, dict[int, int]]:
-    """A balanced validation split drawn from the images the LT subsample left unused.
-
-    A class whose unused images number fewer than ``per_class`` (class 0 of every
-    exponential profile keeps all of its images) takes the shortfall from its own kept
-    training images: the training set stays exactly as published, the validation split
-    stays balanced, and the overlap is returned so that it can be recorded.
-
-    Args:
-        unused: per class, indices the subsample did not keep.
-        kept_by_class: per class, the kept training indices.
-        per_class: validation images per class.
-        seed: seed of the draw (independent of the subsample's seed).
-
-    Returns:
-        ``(val_indices, borrowed)``: validation indices (class by class) and
-        ``{class: number of validation images that are also training images}`` for the
-        classes that had to borrow.
-    """
-    rng = np.random.RandomState(seed)
-    chosen, borrowed = [], {}
-    for c, (free, kept) in enumerate(zip(unused, kept_by_class)):
-        if len(free) >= per_class:
-            chosen.append(rng.choice(free, per_class, replace=False))
-            continue
-        short = per_class - len(free)
-        if short > len(kept):
-            raise NolbError(f"val_per_class: class {c} has only {len(free) + len(kept)} images, asked for {per_class}")
-        chosen.append(np.concatenate([free, rng.choice(kept, short, replace=False)]))
-        borrowed[c] = int(short)
-    return (np.concatenate(chosen) if chosen else np.zeros(0, np.int64)).astype(np.int64), borrowed
 
 
 def group_sizes(counts, many_threshold: int = 100, few_threshold: int = 20) -> dict[str, int]:

@@ -12,6 +12,7 @@ import torch
 from torch.utils.data import Dataset
 
 from nolb.data.profiles import group_sizes
+from nolb.data.splits import SPLIT_NAMES, check_disjoint
 from nolb.errors import NolbError, did_you_mean
 
 PRESET_NAMES = ("cifar", "mnist", "digits", "imagenet")
@@ -31,7 +32,10 @@ class LTData:
         in_channels: 1 or 3.
         mean, std: per-channel normalisation constants.
         info: a JSON-ready description for the run record (name, counts, imbalance ratio,
-            split sizes, seed, source path, ...).
+            split sizes, seed, source path, where validation and test come from, ...).
+        splits: the image identities of each split, ``{"train": [...], "val": [...],
+            "test": [...], "sources": {split: one line}}``, disjoint (checked by
+            :func:`build_data`); :func:`nolb.data.write_splits` saves it as ``splits.json``.
     """
 
     train: Dataset
@@ -46,6 +50,7 @@ class LTData:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     info: dict[str, Any] = field(default_factory=dict)
+    splits: dict[str, Any] = field(default_factory=dict)
 
 
 def _builders() -> dict[str, Callable[..., dict]]:
@@ -108,6 +113,13 @@ def build_data(name: str, **options: Any) -> LTData:
     if unknown:
         raise NolbError(f"data.{unknown[0]}: unknown option for {name}; valid options: {', '.join(valid)}")
     fields = builder(**options)
+    splits = fields["splits"]
+    for split in SPLIT_NAMES:
+        n = len(fields[split]) if fields[split] is not None else 0
+        if len(splits.get(split) or ()) != n:
+            raise NolbError(f"{name}: {split} has {n} images but {len(splits.get(split) or ())} identities")
+    borrowing = fields["info"].get("val_source_option") == "borrow_train"  # asked for explicitly, recorded
+    check_disjoint(splits, allow=(("train", "val"),) if borrowing else ())
     counts = torch.as_tensor(np.asarray(fields["class_counts"], dtype=np.int64))
     info = {
         "name": name,
@@ -118,10 +130,11 @@ def build_data(name: str, **options: Any) -> LTData:
                   for split in ("train", "val", "test")},
         "groups": group_sizes(counts.numpy()),
         **fields["info"],
+        "split_sources": dict(splits.get("sources", {})),
     }
     return LTData(
         train=fields["train"], val=fields["val"], test=fields["test"], num_classes=int(fields["num_classes"]),
         class_counts=counts, class_names=list(fields["class_names"]), preset=fields["preset"],
         image_size=int(fields["image_size"]), in_channels=int(fields["in_channels"]),
-        mean=tuple(fields["mean"]), std=tuple(fields["std"]), info=info,
+        mean=tuple(fields["mean"]), std=tuple(fields["std"]), info=info, splits=splits,
     )

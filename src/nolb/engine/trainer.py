@@ -151,6 +151,7 @@ def _train_in(run: RunDir, config: Config, dist_info: DistInfo, device: torch.de
     if not resume:  # written once every part of the run has been built (a refused start leaves nothing)
         run.write_config(config)
         run.write_run_info({**_run_info(config, dist_info, device, data, command), "threads": threads[0]})
+        _write_splits(run, data)
     net: nn.Module = model
     if dist_info.distributed:
         net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
@@ -204,8 +205,20 @@ def _train_in(run: RunDir, config: Config, dist_info: DistInfo, device: torch.de
     return RunResult(run.path, t.epochs, best["epoch"], best["val"], test_report, history, model)
 
 
+def _write_splits(run: RunDir, data: Any) -> None:
+    """``splits.json``: the identities of the images that trained, selected and are reported."""
+    splits = getattr(data, "splits", None)
+    if run.writer and splits:
+        from nolb.data.splits import write_splits
+
+        write_splits(run.path / "splits.json", splits)
+
+
 def _validate(config: Config, model: nn.Module, loader: Any, data: Any, device: torch.device) -> dict:
-    """The validation summary (all ranks' images, each once) used for model selection."""
+    """The validation summary (all ranks' images, each once) used for model selection.
+
+    Many / Medium / Few group classes by their *training* counts (``data.class_counts``).
+    """
     meter = evaluate(model, loader, data.num_classes, device=device, precision=config.train.precision,
                      channels_last=config.train.channels_last)
     return report_summary(meter.report(train_counts=data.class_counts.cpu().numpy()))
@@ -226,6 +239,7 @@ def _final_test(config: Config, run: RunDir, model: nn.Module, data: Any, device
         "val": best["val"],
         "test": report_summary(report),
         "test_images": int(sum(report.test_counts)),
+        "split_sources": dict(getattr(data, "splits", {}).get("sources", {})),
         "world_size": dist_info.world_size,
     })
     run.write_per_class(report)
@@ -269,6 +283,8 @@ def _epoch_line(record: dict, epochs: int, metric: str) -> str:
     if "val" in record:
         v = record["val"]
         line += f"  val AM {100 * v['am']:.2f}  HM {100 * v['hm']:.2f}  lowest {100 * v['lowest']:.2f}"
+        groups = [f"{100 * v[g]:.1f}" if v.get(g) is not None else "-" for g in ("many", "medium", "few")]
+        line += f"  many/med/few {'/'.join(groups)} (by training counts)"
     return line
 
 
