@@ -60,17 +60,13 @@ def _prepared_batch(paths, description):
 
 
 def _predictions_as_reported(module, x):
-    """Top-1 of the deployed module with the backbone features rounded to float16, as the
-    stage-2/3 reports compute them (from nolb's float16 feature cache)."""
+    """Top-1 of the deployed module as the stage-2/3 reports compute it: the test split's
+    features are cached in float32 (``nolb.retrain.feature_source.feature_dtype``), so it is the
+    module's own float32 top-1."""
     import torch
 
-    from nolb.deploy.classifier import DeployedClassifier
-
     with torch.no_grad():
-        features = module.backbone(x).half().float()
-        rounded = DeployedClassifier(torch.nn.Identity(), module.original_head, module.new_head, module.t1, module.t2,
-                                     module.space)
-        return rounded(features).argmax(1)
+        return module(x).argmax(1)
 
 
 @pytest.fixture(scope="session")

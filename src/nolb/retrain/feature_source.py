@@ -24,6 +24,14 @@ from nolb.retrain.online import reestimate_batchnorm
 SPLITS = ("train", "val", "test")
 
 
+def feature_dtype(split: str) -> torch.dtype:
+    """How split ``split`` is cached: the K augmented training views in float16 (half the memory;
+    the heads train on them), validation and test in float32, so that selection and the reported
+    test rows score exactly the features the float32 model computes (``nolb predict`` gives the
+    report's predictions)."""
+    return torch.float16 if split == "train" else torch.float32
+
+
 class FeatureSource:
     """Features of a frozen backbone on the splits of an ``LTData``.
 
@@ -108,6 +116,7 @@ class FeatureSource:
             "labels_sha256": labels_fingerprint(labels) if labels is not None else None,
             "data_info": getattr(self.data, "info", {}),
             "views": views,
+            "dtype": str(feature_dtype(split)).removeprefix("torch."),
             "transform": {
                 "augmented": split == "train", "preset": self.data.preset, "augment": repr(self.augment),
                 "mean": list(self.data.mean), "std": list(self.data.std), "image_size": self.data.image_size,
@@ -142,7 +151,7 @@ class FeatureSource:
         return split
 
     def batches(self, name: str, info: Any = None):
-        """``(features float16, labels)`` numpy pairs of split ``name`` in row order, on rank 0 of ``info``
+        """``(features, labels)`` numpy pairs of split ``name`` (:func:`feature_dtype`) in row order, on rank 0 of ``info``
         (default: this process alone); the same batches and draws at any world size."""
         from nolb.engine.distributed import DistInfo
         from nolb.retrain.ranks import sharded_batches
@@ -150,4 +159,4 @@ class FeatureSource:
         views = self.views if name == "train" else 1
         return sharded_batches(self.backbone, self.loader(name, train=name == "train"), views=views,
                                device=self.device, info=info or DistInfo(), desc=f"features of {name}",
-                               seed=self.seed)
+                               seed=self.seed, dtype=feature_dtype(name))

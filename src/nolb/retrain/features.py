@@ -3,8 +3,9 @@
 Cached mode runs the backbone once per training view and once over the validation and
 test splits; the head is then trained on the stored rows.  Each split is stored as
 
-* ``<split>.features.npy``: (K N, D) float16, memory-mapped on load (row ``v N + i`` is
-  view ``v`` of the i-th image in loader order);
+* ``<split>.features.npy``: (K N, D) float16 for the training views, float32 for validation
+  and test (as the batches come), memory-mapped on load (row ``v N + i`` is view ``v`` of the
+  i-th image in loader order);
 * ``<split>.labels.npy``: (K N,) int64;
 * ``<split>.manifest.json``: written LAST: the fingerprint of what produced the rows
   (backbone weights hash, data description, views, transform), the shape and the SHA-256
@@ -33,7 +34,7 @@ from nolb.errors import NolbError
 from nolb.progress import track
 from nolb.io import atomic_write, read_json, to_json, write_json
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: validation/test rows in float32 (1: every split float16)
 _HEADER_BYTES = 128  # a fixed .npy v1.0 header, rewritten once the row count is known
 
 
@@ -166,26 +167,27 @@ class FeatureCache:
         return self.write(split, fingerprint, iterate_features(backbone, loader, views, device), views=views)
 
     def write(self, split: str, fingerprint: dict, batches: Iterable, *, views: int = 1) -> FeatureSplit:
-        """Write ``batches`` (``(features float16 (B, D), labels (B,))`` numpy pairs, in row order) as
+        """Write ``batches`` (``(features float16 or float32 (B, D), labels (B,))`` numpy pairs, in row order) as
         the split's files (manifest last) and return the loaded split."""
         features_path, labels_path, manifest_path = self.paths(split)
         manifest_path.unlink(missing_ok=True)  # the old files are invalid from here on
         self.folder.mkdir(parents=True, exist_ok=True)
         labels: list[np.ndarray] = []
-        rows, dim = 0, None
+        rows, dim, descr = 0, None, None
         with atomic_write(features_path, "wb") as handle:
             handle.write(b"\0" * _HEADER_BYTES)
             for feats, y in batches:
                 if dim is not None and feats.shape[1] != dim:
                     raise NolbError(f"feature extraction: feature width changed from {dim} to {feats.shape[1]}")
                 dim = feats.shape[1]
-                handle.write(np.ascontiguousarray(feats, dtype="<f2").tobytes())
+                descr = descr or ("<f4" if feats.dtype == np.float32 else "<f2")  # float32 batches stay float32
+                handle.write(np.ascontiguousarray(feats, dtype=descr).tobytes())
                 labels.append(y)
                 rows += feats.shape[0]
             if dim is None:
                 raise NolbError(f"feature extraction ({split}): the loader yielded no batch")
             handle.seek(0)
-            handle.write(_npy_header((rows, dim), "<f2"))
+            handle.write(_npy_header((rows, dim), descr))
         all_labels = np.concatenate(labels).astype(np.int64)
         with atomic_write(labels_path, "wb") as handle:
             np.save(handle, all_labels)

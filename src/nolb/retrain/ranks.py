@@ -84,8 +84,9 @@ def own_batches(loader: Any, *, view: int, seed: int, info: DistInfo) -> Iterato
 
 @torch.no_grad()
 def sharded_batches(backbone: torch.nn.Module, loader: Any, *, views: int, device: torch.device,
-                    info: DistInfo, desc: str, seed: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """``(features float16 (B, D), labels (B,))`` of every batch in loader order, on rank 0.
+                    info: DistInfo, desc: str, seed: int = 0,
+                    dtype: torch.dtype = torch.float16) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """``(features (B, D) of ``dtype``, labels (B,))`` of every batch in loader order, on rank 0.
 
     Every rank must consume this generator (the gathers are collective); ranks > 0 get
     nothing from it.  Each batch is run through the backbone by exactly one rank.
@@ -101,7 +102,7 @@ def sharded_batches(backbone: torch.nn.Module, loader: Any, *, views: int, devic
             feats = backbone(x.to(device))
             if feats.dim() != 2:
                 raise NolbError(f"the backbone returned features of shape {tuple(feats.shape)}, expected (N, D)")
-            mine.append((b, feats.float().cpu().to(torch.float16).numpy(), torch.as_tensor(y).cpu().long().numpy()))
+            mine.append((b, feats.float().cpu().to(dtype).numpy(), torch.as_tensor(y).cpu().long().numpy()))
         if not info.distributed:
             gathered: list[Any] | None = [mine]
         else:
