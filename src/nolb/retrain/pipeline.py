@@ -15,6 +15,8 @@ folder) compares every row on the test split, which is read only at this last st
 
 from __future__ import annotations
 
+import os
+
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,9 +121,9 @@ def run_pipeline(
         stage3 = run_stage3(opened.source, heads, opened.config.ensemble, stage2.criterion, run_dir=run_path,
                             architecture=opened.architecture, checkpoint=opened.checkpoint)
         seconds["stage3"] = time.perf_counter() - mark3
-        rows, report = write_stage_report(opened, heads, stage2.record, stage3, run_path / "report")
         if stage3.ensemble is not None and opened.source.has("val"):  # issue 20: (T1, T2) map + calibration plots
             write_ensemble_plots(opened.source, stage3.ensemble, opened.config.ensemble, run_path / "ensemble", log)
+        rows, report = write_stage_report(opened, heads, stage2.record, stage3, run_path / "report")
         seconds["total"] = time.perf_counter() - started
         return PipelineResult(run_path, rows, report, stage2, stage3, seconds)
 
@@ -284,8 +286,22 @@ def write_stage_report(opened: OpenedRun, heads: dict[str, nn.Module], record: d
             scores[PAPER_ROW[key]] = head_logits(head, test.features)
     rows = reports_from_scores(scores, test.labels, source.num_classes, train_counts=source.class_counts.numpy(),
                                class_names=list(getattr(source.data, "class_names", None) or []) or None)
-    files = write_report(rows, out, title=opened.title, notes=report_notes(record, stage3, names))
+    notes = report_notes(record, stage3, names) + data_notes(source.data, opened.run_dir / "ensemble", out)
+    files = write_report(rows, out, title=opened.title, notes=notes)
     return rows, files
+
+
+def data_notes(data: Any, analysis: Path, out: Path) -> list[str]:
+    """Where each split's images came from (train / selection / reported test, never shared) and,
+    when the ensemble was analysed into ``analysis``, its plots (relative to the report ``out``)."""
+    sources = (getattr(data, "splits", None) or {}).get("sources", {})
+    notes = [f"{split} images: {sources[split]}" for split in ("train", "val", "test") if sources.get(split)]
+    plots = [analysis / name for name in ("temperature_map.png", "reliability.png", "recall_distribution.png")
+             if (analysis / name).is_file()]
+    if plots:
+        notes.append("ensemble analysis ((T1, T2) map on validation, calibration, sorted recall): "
+                     + ", ".join(os.path.relpath(path, out) for path in plots))
+    return notes
 
 
 def report_notes(record: dict, stage3: Stage3Result | None, names: dict) -> list[str]:
