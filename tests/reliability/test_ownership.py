@@ -163,6 +163,23 @@ def test_a_second_writer_is_refused_and_a_killed_holder_releases_the_lock(tmp_pa
     assert rc == 0, err
 
 
+def test_stage_commands_on_a_locked_run_are_refused(tmp_path, run_cli, tiny_run):
+    """`nolb retrain` / `nolb ensemble` / `nolb run --from-run` write into a finished run: they take
+    its lock too, so a run another process holds is refused in one line and left unchanged."""
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    before = tree_hashes(run)
+    child = _holder(run)
+    try:
+        for argv in (["retrain", run, "retrain.epochs=1"], ["ensemble", run], ["run", "--from-run", run, "--overwrite"]):
+            rc, _, err = run_cli(argv)
+            assert_one_line_error(rc, err, "in use by another nolb process")
+        assert tree_hashes(run) == before
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+
+
 @pytest.mark.timeout(180)
 def test_two_trainings_started_together_do_not_mix(tmp_path):
     """Two `nolb train --out Z` at the same moment: one runs, the other is refused at once."""

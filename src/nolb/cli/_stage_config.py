@@ -80,8 +80,22 @@ def add_stage_parser(subparsers, name: str, func, *, target_optional: bool = Fal
         from nolb.progress import set_quiet
 
         config = stage_config(args.target, args.config, args.overrides)  # validated before any work
+        lock_finished_run(args.target)
         set_quiet(args.quiet)
         return func(args, config)
 
     parser.set_defaults(func=run)
     return parser
+
+
+def lock_finished_run(target: str | Path) -> None:
+    """Hold the lock of the run directory ``target`` for the rest of the command (stages 2-3 write
+    into it): a second writer is refused at once.  Only rank 0 under torchrun (it alone writes);
+    a checkpoint file needs no lock."""
+    import os
+
+    from nolb.engine.run_dir import lock_run_dir
+
+    path = Path(target)
+    if path.is_dir() and (path / "config.yaml").is_file() and os.environ.get("RANK", "0") == "0":
+        lock_run_dir(path)

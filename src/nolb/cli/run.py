@@ -53,9 +53,10 @@ def _run(args: argparse.Namespace) -> int:
         check_resume_config(args.resume, config, allow=args.allow_changed)
         return run_and_print(config, run_dir=args.resume, resume=True, quiet=args.quiet)
     if args.from_run:  # stage 1 is done: only retrain.* / ensemble.* keys (or CONFIG's sections) apply
-        from nolb.cli._stage_config import stage_config
+        from nolb.cli._stage_config import lock_finished_run, stage_config
 
         config = stage_config(args.from_run, args.config, overrides)
+        lock_finished_run(args.from_run)
     elif args.config:
         config = load_config(args.config, overrides)
     else:
