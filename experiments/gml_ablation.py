@@ -83,7 +83,6 @@ def honest_split(data, per_class: int = VAL_PER_CLASS, seed: int = 1):
 
 
 def cmd_run(args: argparse.Namespace) -> None:
-    import numpy as np
     import torch
 
     from nolb.config import load_config

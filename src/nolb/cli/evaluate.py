@@ -24,7 +24,6 @@ from nolb import __version__
 from nolb.errors import NolbError
 from nolb.io import check_output_target, publish_together, write_json, write_text
 from nolb.limits import check_at_most, limit
-from nolb.metrics.recall_curve import figure_format
 from nolb.metrics import RecallReport, format_notes, format_table, plot_per_class_recall, recall_report
 from nolb.metrics.analysis_plots import plot_reliability
 from nolb.metrics.figures import figure_format

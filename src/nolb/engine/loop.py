@@ -13,7 +13,6 @@ finished epoch) is still good.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from typing import Iterable

@@ -1,7 +1,8 @@
 """Figures without a display: a matplotlib Figure on the Agg canvas, saved atomically.
 
-The file format follows the suffix (``.png``, ``.svg`` or ``.pdf``); any other suffix is a
-one-line :class:`~nolb.errors.NolbError` raised before anything is drawn.
+The file format follows the suffix (``.png``, ``.svg``, ``.pdf``, or ``.jpg``/``.jpeg`` for real
+JPEG bytes); any other suffix is a one-line :class:`~nolb.errors.NolbError` raised before
+anything is drawn.  Every plot of nolb goes through :func:`figure_format` and :func:`save_figure`.
 """
 
 from __future__ import annotations
@@ -17,15 +18,16 @@ from nolb.io import write_bytes
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-FIGURE_FORMATS = ("png", "svg", "pdf")
+FIGURE_FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf", ".jpg": "jpeg", ".jpeg": "jpeg"}
 
 
 def figure_format(path: str | os.PathLike) -> str:
-    """The format of ``path`` from its suffix, or NolbError naming the accepted ones."""
-    suffix = Path(path).suffix.lower().lstrip(".")
+    """The matplotlib format of ``path`` from its suffix, or NolbError naming the accepted ones."""
+    suffix = Path(path).suffix.lower()
     if suffix not in FIGURE_FORMATS:
-        raise NolbError(f"{path}: unknown figure format {suffix or '(no suffix)'!r}, expected .png, .svg or .pdf")
-    return suffix
+        raise NolbError(f"{path}: cannot write a plot as {suffix or 'a file without a suffix'!r}; "
+                        f"use one of {', '.join(FIGURE_FORMATS)}")
+    return FIGURE_FORMATS[suffix]
 
 
 def new_figure(width: float, height: float, dpi: int = 120) -> "Figure":
@@ -39,7 +41,8 @@ def new_figure(width: float, height: float, dpi: int = 120) -> "Figure":
 
 
 def save_figure(figure: "Figure", path: str | os.PathLike) -> None:
-    """Write ``figure`` to ``path`` atomically, in the format of its suffix."""
+    """Write ``figure`` to ``path`` atomically, in the format of its suffix (JPEG on white)."""
+    fmt = figure_format(path)
     buffer = io.BytesIO()
-    figure.savefig(buffer, format=figure_format(path))
+    figure.savefig(buffer, format=fmt, **({"facecolor": "white"} if fmt == "jpeg" else {}))
     write_bytes(path, buffer.getvalue())

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from nolb.errors import NolbError
-from nolb.metrics.groups import group_masks
 from nolb.metrics.recall import to_numpy
-from nolb.metrics.recall_curve import MARKER_LIMIT, default_window, figure_format, rolling_mean, save_figure
+from nolb.metrics.recall_curve import (MARKER_LIMIT, default_window, draw_training_counts, figure_format, rolling_mean,
+                                       save_figure)
 from nolb.metrics.report import RecallReport, check_writable
 
 if TYPE_CHECKING:
@@ -65,14 +65,7 @@ def plot_per_class_recall(
     FigureCanvasAgg(figure)
     axis = figure.add_subplot()
     if counts is not None:
-        count_axis = axis.twinx()
-        count_axis.fill_between(position, counts[order], step="mid", color="0.85", zorder=0)
-        count_axis.set_yscale("log")
-        count_axis.set_ylim(bottom=max(0.5, counts[counts > 0].min() / 2) if (counts > 0).any() else 0.5)
-        count_axis.set_ylabel("training images (log scale)", color="0.4")
-        axis.set_zorder(count_axis.get_zorder() + 1)
-        axis.patch.set_visible(False)
-        _group_boundaries(axis, counts[order], reports[0])
+        draw_training_counts(axis, counts[order], reports[0])
     for n, (label, report) in enumerate(rows.items()):
         recall = 100.0 * report.per_class[order]
         text = f"{label} (HM {100 * report.hm:.2f}, lowest {100 * report.lowest:.2f})"
@@ -104,15 +97,3 @@ def _counts(train_counts: Any, reports: list[RecallReport], num_classes: int) ->
     if counts.shape != (num_classes,):
         raise NolbError(f"train_counts: expected {num_classes} values, got shape {counts.shape}")
     return counts
-
-
-def _group_boundaries(axis: Any, sorted_counts: np.ndarray, report: RecallReport) -> None:
-    masks = group_masks(sorted_counts, report.many_threshold, report.few_threshold)
-    for name in ("many", "medium"):
-        members = np.flatnonzero(masks[name])
-        if members.size and members[-1] + 1 < sorted_counts.size:
-            axis.axvline(members[-1] + 0.5, color="0.5", ls="--", lw=0.8)
-    for name, mask in masks.items():
-        members = np.flatnonzero(mask)
-        if members.size:
-            axis.text(members.mean(), 99, name.capitalize(), ha="center", va="top", fontsize="small", color="0.35")

@@ -5,21 +5,19 @@ report is drawn as its per-class recalls (markers up to 30 classes, faint dots b
 beyond 30 classes, a rolling mean over a window of about 10% of the classes (at most 51), which shows the
 trend that a zigzag of 100 or 1,000 single recalls hides.  The worst classes of each report
 are labelled with their names, the training counts are a grey log-scale backdrop, dashed
-lines mark the Many / Medium / Few boundaries.  :func:`save_figure` writes any figure in the
+lines mark the Many / Medium / Few boundaries.  Files are written by :mod:`nolb.metrics.figures` in the
 format its file suffix names (PNG, SVG, PDF, JPEG) or refuses the suffix in one line.
 """
 
 from __future__ import annotations
 
-import io
 import os
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from nolb.errors import NolbError
-from nolb.io import write_bytes
+from nolb.metrics.figures import figure_format, save_figure  # noqa: F401 (re-exported)
 from nolb.metrics.groups import group_masks
 
 if TYPE_CHECKING:
@@ -28,25 +26,7 @@ if TYPE_CHECKING:
     from nolb.metrics.report import RecallReport
 
 # file suffix -> matplotlib format
-FIGURE_FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf", ".jpg": "jpeg", ".jpeg": "jpeg"}
 MARKER_LIMIT = 30  # up to this many classes: markers and lines; beyond: dots and a rolling mean
-
-
-def figure_format(path: str | os.PathLike) -> str:
-    """The matplotlib format for ``path``'s suffix; NolbError naming the supported ones."""
-    suffix = Path(path).suffix.lower()
-    if suffix not in FIGURE_FORMATS:
-        raise NolbError(f"{path}: cannot write a plot as {suffix or 'a file without a suffix'!r}; "
-                        f"use one of {', '.join(FIGURE_FORMATS)}")
-    return FIGURE_FORMATS[suffix]
-
-
-def save_figure(figure: "Figure", path: str | os.PathLike) -> None:
-    """Write ``figure`` atomically in the format of ``path``'s suffix (real JPEG bytes for .jpg)."""
-    fmt = figure_format(path)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format=fmt, **({"facecolor": "white"} if fmt == "jpeg" else {}))
-    write_bytes(path, buffer.getvalue())
 
 
 def rolling_mean(values: np.ndarray, window: int) -> np.ndarray:
@@ -108,14 +88,7 @@ def plot_recall_comparison(
     FigureCanvasAgg(figure)
     axis = figure.add_subplot()
     if counts is not None:
-        count_axis = axis.twinx()
-        count_axis.fill_between(position, counts[order], step="mid", color="0.88", zorder=0)
-        count_axis.set_yscale("log")
-        count_axis.set_ylim(bottom=max(0.5, counts[counts > 0].min() / 2) if (counts > 0).any() else 0.5)
-        count_axis.set_ylabel("training images (log scale)", color="0.45")
-        axis.set_zorder(count_axis.get_zorder() + 1)
-        axis.patch.set_visible(False)
-        _group_boundaries(axis, counts[order], counts_source)
+        draw_training_counts(axis, counts[order], counts_source, shade="0.88", label_y=103)
     colors = [f"C{i % 10}" for i in range(len(rows))]
     for (label, report), color in zip(rows.items(), colors):
         recall = 100.0 * np.asarray(report.per_class, dtype=np.float64)[order]
@@ -149,7 +122,19 @@ def _label_worst(axis, report: "RecallReport", recall: np.ndarray, order: np.nda
                       arrowprops={"arrowstyle": "-", "color": color, "lw": 0.5})
 
 
-def _group_boundaries(axis, sorted_counts: np.ndarray, report: "RecallReport") -> None:
+def draw_training_counts(axis, sorted_counts: np.ndarray, report: "RecallReport", *, shade: str = "0.85",
+                         label_y: float = 99) -> None:
+    """Behind a per-class plot whose classes are sorted by training count: the counts as a grey
+    log-scale area on a twin axis, and the Many/Medium/Few boundaries and names of ``report``."""
+    position = np.arange(sorted_counts.size)
+    count_axis = axis.twinx()
+    count_axis.fill_between(position, sorted_counts, step="mid", color=shade, zorder=0)
+    count_axis.set_yscale("log")
+    positive = sorted_counts[sorted_counts > 0]
+    count_axis.set_ylim(bottom=max(0.5, positive.min() / 2) if positive.size else 0.5)
+    count_axis.set_ylabel("training images (log scale)", color="0.45")
+    axis.set_zorder(count_axis.get_zorder() + 1)
+    axis.patch.set_visible(False)
     masks = group_masks(sorted_counts, report.many_threshold, report.few_threshold)
     for name in ("many", "medium"):
         members = np.flatnonzero(masks[name])
@@ -158,4 +143,4 @@ def _group_boundaries(axis, sorted_counts: np.ndarray, report: "RecallReport") -
     for name, mask in masks.items():
         members = np.flatnonzero(mask)
         if members.size:
-            axis.text(members.mean(), 103, name.capitalize(), ha="center", va="top", fontsize="small", color="0.35")
+            axis.text(members.mean(), label_y, name.capitalize(), ha="center", va="top", fontsize="small", color="0.35")
