@@ -159,4 +159,5 @@ class FeatureSource:
         views = self.views if name == "train" else 1
         return sharded_batches(self.backbone, self.loader(name, train=name == "train"), views=views,
                                device=self.device, info=info or DistInfo(), desc=f"features of {name}",
-                               seed=self.seed, dtype=feature_dtype(name))
+                               seed=self.seed, dtype=feature_dtype(name),
+                               channels_last=name == "train")  # the float16 training views only: val/test stay exact

@@ -84,9 +84,12 @@ def own_batches(loader: Any, *, view: int, seed: int, info: DistInfo) -> Iterato
 
 @torch.no_grad()
 def sharded_batches(backbone: torch.nn.Module, loader: Any, *, views: int, device: torch.device,
-                    info: DistInfo, desc: str, seed: int = 0,
-                    dtype: torch.dtype = torch.float16) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+                    info: DistInfo, desc: str, seed: int = 0, dtype: torch.dtype = torch.float16,
+                    channels_last: bool = False) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """``(features (B, D) of ``dtype``, labels (B,))`` of every batch in loader order, on rank 0.
+
+    ``channels_last`` feeds 4-d image batches in channels-last memory format (faster
+    convolutions on the CPU; values equal up to float32 rounding).
 
     Every rank must consume this generator (the gathers are collective); ranks > 0 get
     nothing from it.  Each batch is run through the backbone by exactly one rank.
@@ -99,7 +102,10 @@ def sharded_batches(backbone: torch.nn.Module, loader: Any, *, views: int, devic
         own = -(-(len(loader) - info.rank) // info.world_size)
         for b, x, y in track(own_batches(loader, view=view, seed=seed, info=info), total=own,
                              desc=f"{desc} (view {view + 1}/{views})", unit="batch"):
-            feats = backbone(x.to(device))
+            x = x.to(device)
+            if channels_last and x.dim() == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
+            feats = backbone(x)
             if feats.dim() != 2:
                 raise NolbError(f"the backbone returned features of shape {tuple(feats.shape)}, expected (N, D)")
             mine.append((b, feats.float().cpu().to(dtype).numpy(), torch.as_tensor(y).cpu().long().numpy()))
