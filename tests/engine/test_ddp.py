@@ -18,19 +18,25 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.timeout(300)
-def test_two_process_gloo_training(tmp_path, tiny_overrides):
+def two_process_training(run, overrides: list[str]) -> None:
+    """`torchrun --nproc_per_node=2 -m nolb train digits_lt ... --out run` on the CPU (gloo); skips
+    where gloo is missing, fails with the end of stderr if the run does."""
     import torch.distributed as dist
 
     if not dist.is_available() or not dist.is_gloo_available():
         pytest.skip("torch.distributed with gloo is not available")
-    run = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-               f"--master_port={free_port()}", "-m", "nolb", "train", "digits_lt", *tiny_overrides, "train.epochs=2",
+               f"--master_port={free_port()}", "-m", "nolb", "train", "digits_lt", *overrides,
                "--out", str(run), "--quiet"]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=280)
     assert done.returncode == 0, done.stderr[-3000:]
+
+
+@pytest.mark.timeout(300)
+def test_two_process_gloo_training(tmp_path, tiny_overrides):
+    run = tmp_path / "ddp"
+    two_process_training(run, [*tiny_overrides, "train.epochs=2"])
     info = json.loads((run / "run.json").read_text())
     metrics = json.loads((run / "metrics.json").read_text())
     assert info["world_size"] == 2 and metrics["world_size"] == 2

@@ -145,20 +145,26 @@ def _holder(run: Path) -> subprocess.Popen:
     return child
 
 
-@pytest.mark.timeout(90)
-def test_a_second_writer_is_refused_and_a_killed_holder_releases_the_lock(tmp_path, run_cli, tiny_run):
-    run = tmp_path / "run"
-    shutil.copytree(tiny_run, run)
+def _assert_refused_while_held(run: Path, run_cli, commands: list[list]) -> None:
+    """While another process holds ``run``'s lock, each command is refused in one line and changes
+    nothing; the holder is then killed (SIGKILL, so the OS drops its lock)."""
     before = tree_hashes(run)
     child = _holder(run)
     try:
-        for argv in (["train", "--resume", run, "--quiet"], _train_argv(run, "--overwrite")):
+        for argv in commands:
             rc, _, err = run_cli(argv)
             assert_one_line_error(rc, err, "in use by another nolb process")
         assert tree_hashes(run) == before
     finally:
         child.send_signal(signal.SIGKILL)
         child.wait()
+
+
+@pytest.mark.timeout(90)
+def test_a_second_writer_is_refused_and_a_killed_holder_releases_the_lock(tmp_path, run_cli, tiny_run):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    _assert_refused_while_held(run, run_cli, [["train", "--resume", run, "--quiet"], _train_argv(run, "--overwrite")])
     rc, _, err = run_cli(["train", "--resume", run, "--quiet"])  # the OS dropped the dead process's lock
     assert rc == 0, err
 
@@ -168,16 +174,8 @@ def test_stage_commands_on_a_locked_run_are_refused(tmp_path, run_cli, tiny_run)
     its lock too, so a run another process holds is refused in one line and left unchanged."""
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)
-    before = tree_hashes(run)
-    child = _holder(run)
-    try:
-        for argv in (["retrain", run, "retrain.epochs=1"], ["ensemble", run], ["run", "--from-run", run, "--overwrite"]):
-            rc, _, err = run_cli(argv)
-            assert_one_line_error(rc, err, "in use by another nolb process")
-        assert tree_hashes(run) == before
-    finally:
-        child.send_signal(signal.SIGKILL)
-        child.wait()
+    _assert_refused_while_held(run, run_cli, [["retrain", run, "retrain.epochs=1"], ["ensemble", run],
+                                              ["run", "--from-run", run, "--overwrite"]])
 
 
 @pytest.mark.timeout(180)
