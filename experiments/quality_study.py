@@ -38,7 +38,7 @@ COMMON = ["retrain.baselines=[crt,lws,tau_norm]"]
 # warm-up + steps at 80 % and 90 %), so every run ends its schedule.
 PLAN = [
     {"dataset": d, "imbalance_ratio": ir, "losses": ["ce", "bsce"], "seeds": [0, 1, 2], "epochs": e}
-    for d, e in (("fashion_mnist_lt", 8), ("cifar10_lt", 6)) for ir in (100, 10)
+    for d, e in (("fashion_mnist_lt", 15), ("cifar10_lt", 6)) for ir in (100, 10)
 ]
 ROW_KEYS = ("accuracy", "am", "hm", "gm", "lowest", "num_zero", "many", "medium", "few")
 # Which data chose what in `nolb run` (stage 1 engine/trainer.py, stage 2/3 nolb.retrain).
