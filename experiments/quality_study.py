@@ -165,7 +165,8 @@ def run_one(dataset: str, ir: float, loss: str, seed: int, epochs: int | None, e
             "threads": threads, "seconds": round(seconds, 1),
             "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     record = collect(RUNS / name, [Path(cmd[0]).name, *cmd[1:]], meta)
-    record["protocol_effect"] = protocol_effect(RUNS / name)
+    if seed == 0:  # one run per (dataset, IR, loss) is enough to see the protocol's effect (and it costs minutes)
+        record["protocol_effect"] = protocol_effect(RUNS / name)
     write_json(out, record)
     print(f"[done] {name} {seconds:.0f}s -> {out.relative_to(REPO)}", flush=True)
 
@@ -204,61 +205,143 @@ def best_baseline(rows: dict, key: str) -> tuple[str, dict] | None:
     return max(present, key=lambda kv: kv[1][key]) if present else None
 
 
+FINAL_ROWS = {"base": "base", "paper": "GML (paper)", "nolb": NOLB, "ensemble": "ensemble"}
+FINAL = "final model (chosen on val)"
+SUMMARY_KEYS = ("accuracy", "am", "hm", "lowest")
+
+
+def with_final_row(record: dict) -> dict:
+    """The run's rows plus the row of the candidate that ``final_model.json`` chose on validation."""
+    rows = dict(record["rows"])
+    final = record.get("final_model") or {}
+    if final.get("candidate") in FINAL_ROWS and FINAL_ROWS[final["candidate"]] in rows:
+        rows[FINAL] = {**rows[FINAL_ROWS[final["candidate"]]], "chosen": final["candidate"]}
+    return rows
+
+
+def group_key(r: dict) -> tuple:
+    return (r["dataset"] != "fashion_mnist_lt", r["dataset"], -r["imbalance_ratio"], r["loss"])
+
+
+def mean_range(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{100 * values[0]:.1f}"
+    return f"{100 * sum(values) / len(values):.1f} [{100 * min(values):.1f}, {100 * max(values):.1f}]"
+
+
+def summary_lines(records: list[dict]) -> list[str]:
+    """Mean [min, max] over seeds of every row, one block per (dataset, IR, base loss)."""
+    lines = ["### Summary: mean [min, max] over seeds, test split, percent", "",
+             "| dataset | IR | base | seeds | row | Acc | AM | HM | Lowest | #zero (mean) |",
+             "| --- | ---: | --- | --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    groups: dict[tuple, list[dict]] = {}
+    for r in sorted(records, key=group_key):
+        groups.setdefault((r["dataset"], r["imbalance_ratio"], r["loss"]), []).append(r)
+    for (dataset, ir, loss), runs in groups.items():
+        seeds = ",".join(str(r["seed"]) for r in sorted(runs, key=lambda r: r["seed"]))
+        all_rows = [with_final_row(r) for r in runs]
+        names = [n for n in [*ROW_ORDER[:4], FINAL, *ROW_ORDER[4:]] if all(n in rows for rows in all_rows)]
+        for i, name in enumerate(names):
+            cells = [mean_range([rows[name][k] for rows in all_rows]) for k in SUMMARY_KEYS]
+            zero = sum(rows[name]["num_zero"] for rows in all_rows) / len(all_rows)
+            if name == FINAL:
+                chosen = [rows[FINAL]["chosen"] for rows in all_rows]
+                name = f"{FINAL}: " + ", ".join(f"{c} x{chosen.count(c)}" for c in dict.fromkeys(chosen))
+            lead = f"| {dataset} | {ir:g} | {loss} | {seeds} |" if i == 0 else "| | | | |"
+            lines.append(f"{lead} {name} | " + " | ".join(cells) + f" | {zero:.1f} |")
+    return lines + [""]
+
+
+def count_verdicts(pairs: list[tuple[dict, dict]], key: str) -> str:
+    words = [verdict(a, b, key) for a, b in pairs]
+    return f"{words.count('ahead')} / {words.count('level')} / {words.count('behind')}"
+
+
+def verdict_lines(records: list[dict]) -> list[str]:
+    """Per (dataset, IR, base): how often a row is ahead / level / behind another, per metric."""
+    lines = ["### Who is ahead (per seed, 95% intervals decide; counts ahead / level / behind)", "",
+             "`ahead`/`behind` only when the two intervals do not overlap; otherwise `level` (a tie). "
+             "\"best baseline\" is, per seed and metric, the baseline with the best *test* value: a comparison "
+             "that favours the baselines.", "",
+             "| dataset | IR | base | comparison | HM | Lowest | Acc |", "| --- | ---: | --- | --- | --- | --- | --- |"]
+    groups: dict[tuple, list[dict]] = {}
+    for r in sorted(records, key=group_key):
+        groups.setdefault((r["dataset"], r["imbalance_ratio"], r["loss"]), []).append(with_final_row(r))
+    comparisons = [("nolb vs best baseline", NOLB, None), ("nolb vs base", NOLB, "base"),
+                   ("nolb vs GML (paper)", NOLB, "GML (paper)"), ("ensemble vs nolb", "ensemble", NOLB),
+                   ("final model vs best baseline", FINAL, None)]
+    for (dataset, ir, loss), all_rows in groups.items():
+        for i, (label, a, b) in enumerate(comparisons):
+            cells = []
+            for key in ("hm", "lowest", "accuracy"):
+                pairs = []
+                for rows in all_rows:
+                    other = best_baseline(rows, key) if b is None else ((b, rows[b]) if b in rows else None)
+                    if a in rows and other is not None:
+                        pairs.append((rows[a], other[1]))
+                cells.append(count_verdicts(pairs, key) if pairs else "n/a")
+            lead = f"| {dataset} | {ir:g} | {loss} |" if i == 0 else "| | | |"
+            lines.append(f"{lead} {label} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def run_lines(r: dict) -> list[str]:
+    head = (f"#### {r['dataset']} IR {r['imbalance_ratio']:g}, base loss {r['loss'].upper()}, seed {r['seed']}, "
+            f"stage-1 epochs {r['config']['train']['epochs']}")
+    lines = [head, "", f"- train: {r['splits']['sources']['train']}", f"- val (selection): {r['splits']['sources']['val']}",
+             f"- test (reported): {r['splits']['sources']['test']}",
+             f"- final model: {(r.get('final_model') or {}).get('candidate', 'n/a')} "
+             f"({(r.get('final_model') or {}).get('reason', '')})",
+             f"- wall time {r['seconds']:.0f} s ({r['threads']} torch thread(s), shared CPU); "
+             f"command: `{' '.join(r['command'])}`", "",
+             "| row | Acc | AM | HM | GM | Lowest | #zero | Many | Medium | Few |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    rows = r["rows"]
+    for name in [n for n in ROW_ORDER if n in rows] + [n for n in rows if n not in ROW_ORDER]:
+        row = rows[name]
+        cells = [cell(row, k) if k in ("accuracy", "am", "hm", "gm", "lowest")
+                 else (f"{row[k]}" if k == "num_zero" else (f"{100 * row[k]:.1f}" if row.get(k) is not None else "-"))
+                 for k in ROW_KEYS]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def effect_lines(records: list[dict]) -> list[str]:
+    effect = [r for r in records if r.get("protocol_effect")]
+    if not effect:
+        return []
+    lines = ["### Validation protocol: what changed (stage-1 best checkpoint of each run)", "",
+             "The same model scored on the validation and test splits of the default protocol "
+             "(`val_source=auto`: a class without enough unused training images validates on a slice of the "
+             "official test set that leaves the reported test set) and of the old one (`borrow_train`: such a "
+             "class validates on its own training images; the full official test set is reported).", "",
+             "| run | split | images | AM | HM | Lowest | class-0 recall |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    for r in sorted(effect, key=lambda r: (*group_key(r), r["seed"])):
+        run = name_of(r["dataset"], r["imbalance_ratio"], r["loss"], r["seed"])
+        for split, row in r["protocol_effect"].items():
+            lines.append(f"| {run} | {split} | {row['images']:,} | {cell(row, 'am')} | {cell(row, 'hm')} | "
+                         f"{cell(row, 'lowest')} | {100 * row['class0_recall']:.1f} |")
+    return lines + [""]
+
+
 def report_text(records: list[dict]) -> str:
     lines = [BEGIN, "<!-- generated by `python experiments/quality_study.py report` from results/quality/*.json;"
              " do not edit by hand -->", ""]
     if not records:
         return "\n".join(lines + ["No run recorded yet under results/quality/.", "", END])
     commits = sorted({r["commit"][:7] + (" (dirty)" if r.get("dirty") else "") for r in records})
-    lines += [f"Runs: {len(records)}; code: {', '.join(commits)}. Test rows: value [95% bootstrap interval over "
-              "test images, 1000 resamples], percent. Selection used the validation split only; the test split "
-              "was read once, for these rows.", ""]
-    verdicts = []
-    for r in sorted(records, key=lambda r: (r["dataset"] != "fashion_mnist_lt", r["dataset"], r["imbalance_ratio"],
-                                            r["loss"], r["seed"])):
-        head = (f"### {r['dataset']} IR {r['imbalance_ratio']:g}, base loss {r['loss'].upper()}, seed {r['seed']}, "
-                f"stage-1 epochs {r['config']['train']['epochs']}")
-        lines += [head, "", f"- train: {r['splits']['sources']['train']}", f"- val (selection): {r['splits']['sources']['val']}",
-                  f"- test (reported): {r['splits']['sources']['test']}", f"- wall time {r['seconds']:.0f} s "
-                  f"({r['threads']} torch thread(s), shared CPU); command: `{' '.join(r['command'])}`", "",
-                  "| row | Acc | AM | HM | GM | Lowest | #zero | Many | Medium | Few |",
-                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-        rows = r["rows"]
-        for name in [n for n in ROW_ORDER if n in rows] + [n for n in rows if n not in ROW_ORDER]:
-            row = rows[name]
-            lines.append(f"| {name} | " + " | ".join(cell(row, k) if k in ("accuracy", "am", "hm", "gm", "lowest")
-                                                     else (f"{row[k]}" if k == "num_zero" else
-                                                           (f"{100 * row[k]:.1f}" if row.get(k) is not None else "-"))
-                                                     for k in ROW_KEYS) + " |")
-        if NOLB in rows:
-            parts = []
-            for key in ("hm", "lowest", "accuracy"):
-                best = best_baseline(rows, key)
-                word = verdict(rows[NOLB], best[1], key) if best else "n/a"
-                parts.append({"ahead": "ahead of", "behind": "behind", "level": "level with"}.get(word, word)
-                             + (f" {best[0]}" if best else ""))
-            verdicts.append(f"| {r['dataset']} | {r['imbalance_ratio']:g} | {r['loss']} | {r['seed']} | "
-                            + " | ".join(parts) + " |")
-        lines.append("")
-    effect = [r for r in records if r.get("protocol_effect")]
-    if effect:
-        lines += ["### Validation protocol: what changed (stage-1 best checkpoint of each run)", "",
-                  "The same model scored on the validation and test splits of the default protocol "
-                  "(`val_source=auto`: class 0 validates on a slice of the official test set that leaves the "
-                  "reported test set) and of the old one (`borrow_train`: class 0 validates on 100 of its own "
-                  "training images; the full official test set is reported).", "",
-                  "| run | split | images | AM | HM | Lowest | class-0 recall |",
-                  "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
-        for r in effect:
-            run = name_of(r["dataset"], r["imbalance_ratio"], r["loss"], r["seed"])
-            for split, row in r["protocol_effect"].items():
-                lines.append(f"| {run} | {split} | {row['images']:,} | {cell(row, 'am')} | {cell(row, 'hm')} | "
-                             f"{cell(row, 'lowest')} | {100 * row['class0_recall']:.1f} |")
-        lines.append("")
-    lines += ["### nolb head against the best baseline (per metric, intervals decide)", "",
-              "`ahead`/`behind` only when the two 95% intervals do not overlap; otherwise `level` (a tie).", "",
-              "| dataset | IR | base | seed | HM | Lowest | Acc |", "| --- | ---: | --- | ---: | --- | --- | --- |",
-              *verdicts, "", END]
+    epochs = sorted({(r["dataset"], r["config"]["train"]["epochs"]) for r in records})
+    lines += [f"Runs: {len(records)}; code: {', '.join(commits)}; stage-1 epochs: "
+              + ", ".join(f"{d} {e}" for d, e in epochs)
+              + ". Test rows: value [95% bootstrap interval over test images, 1000 resamples], percent. Selection "
+              "used the validation split only; the test split was read once, for these rows.", ""]
+    lines += summary_lines(records) + verdict_lines(records)
+    lines += ["### Per-run tables", ""]
+    for r in sorted(records, key=lambda r: (*group_key(r), r["seed"])):
+        lines += ["<details><summary>" + name_of(r["dataset"], r["imbalance_ratio"], r["loss"], r["seed"])
+                  + "</summary>", "", *run_lines(r), "</details>", ""]
+    lines += effect_lines(records) + [END]
     return "\n".join(lines)
 
 
