@@ -77,11 +77,12 @@ def candidates(train: dict, val: dict) -> dict:
                                    LinearHeadClassifier(method="crt", class_counts=counts,
                                                         **{**PAPER, "sampler": "class_balanced"}).fit(X, y))
     rows["nolb default: GMLClassifier()"] = (
-        "GMLClassifier() defaults: fit on train outputs, tau/lr/sampler/epoch chosen on val_lt (stage 2's rule)",
+        "GMLClassifier() defaults: init_coef='auto' (here the identity: 100 columns = 100 classes), fit on train "
+        "outputs, tau/lr/sampler/epoch chosen on val_lt (stage 2's rule)",
         GMLClassifier(class_counts=counts).fit(X, y, X_val=Xv, y_val=yv))
-    rows["GMLClassifier(init_coef='identity')"] = (
-        "as the default, but the head starts from the identity (the model's own classifier, stage 2's init=original)",
-        GMLClassifier(class_counts=counts, init_coef="identity").fit(X, y, X_val=Xv, y_val=yv))
+    rows["GMLClassifier(init_coef='fresh')"] = (
+        "as the default, but a fresh head (the default before experiments/cifar100_logits_dev.py)",
+        GMLClassifier(class_counts=counts, init_coef="fresh").fit(X, y, X_val=Xv, y_val=yv))
     for method, label in (("gml", "GML head"), ("bsce", "BSCE head"), ("ce", "CE head")):
         rows[f"{label} (held-out val_lt outputs)"] = (
             f"{method} head started from the model (identity), paper recipe, fitted on all val_lt outputs "
@@ -144,7 +145,7 @@ def study(model: str, folder: Path, command: list[str]) -> dict:
     default = "nolb default: GMLClassifier()"
     differences = {f"{a} - {b}": paired_difference(yt, predictions[a], predictions[b], rng)
                    for a, b in ((default, "base"), (default, "post-hoc LA"),
-                                ("GMLClassifier(init_coef='identity')", "post-hoc LA"), ("post-hoc LA", "base"))}
+                                ("GMLClassifier(init_coef='fresh')", "post-hoc LA"), ("post-hoc LA", "base"))}
     return {
         "command": command, "commit": git_commit(REPO), "seed": SEED, "model": model, "data": str(folder),
         "config": {"bootstrap": BOOTSTRAP, "paper_recipe": PAPER, "test_images": int(rows_index.size),
@@ -169,7 +170,10 @@ def section(results: dict[str, dict]) -> str:
              "Three real CIFAR-100-LT (IF 100) ResNet-32 models (CE, Balanced Softmax, logit adjustment; "
              "`/work/shared/data/cifar100lt-logits`, read its README): their 100 logits are the features of "
              "a new linear head. The GML/BSCE/CE heads start from the model itself (identity weights: stage 2's "
-             "`init=original`) and follow stage 2's paper recipe; cRT and `GMLClassifier()` start afresh. "
+             "`init=original`) and follow stage 2's paper recipe; `GMLClassifier()` also starts from the model (its "
+             "default `init_coef=\"auto\"` starts from the identity when X has one column per class; chosen on val_lt halves "
+             "by `python experiments/cifar100_logits_dev.py`, results/cifar100lt_logits/dev_summary.json); cRT and "
+             "`GMLClassifier(init_coef=\"fresh\")` start afresh. "
              "Fitting uses the `train` outputs (images the model was trained on) or, for "
              "the held-out rows, all `val_lt` outputs (images it never saw, with a fixed recipe and no "
              "selection); settings, taus and epochs are chosen on `val_lt`; the reported test set is the "
