@@ -77,11 +77,12 @@ def candidates(train: dict, val: dict) -> dict:
                                    LinearHeadClassifier(method="crt", class_counts=counts,
                                                         **{**PAPER, "sampler": "class_balanced"}).fit(X, y))
     rows["nolb default: GMLClassifier()"] = (
-        "GMLClassifier() defaults: fit on train outputs, tau/lr/sampler/epoch chosen on val_lt (stage 2's rule)",
+        "GMLClassifier() defaults: init_coef='auto' (here the identity: 100 columns = 100 classes), fit on train "
+        "outputs, tau/lr/sampler/epoch chosen on val_lt (stage 2's rule)",
         GMLClassifier(class_counts=counts).fit(X, y, X_val=Xv, y_val=yv))
-    rows["GMLClassifier(init_coef='identity')"] = (
-        "as the default, but the head starts from the identity (the model's own classifier, stage 2's init=original)",
-        GMLClassifier(class_counts=counts, init_coef="identity").fit(X, y, X_val=Xv, y_val=yv))
+    rows["GMLClassifier(init_coef='fresh')"] = (
+        "as the default, but a fresh head (the default before experiments/cifar100_logits_dev.py)",
+        GMLClassifier(class_counts=counts, init_coef="fresh").fit(X, y, X_val=Xv, y_val=yv))
     for method, label in (("gml", "GML head"), ("bsce", "BSCE head"), ("ce", "CE head")):
         rows[f"{label} (held-out val_lt outputs)"] = (
             f"{method} head started from the model (identity), paper recipe, fitted on all val_lt outputs "
@@ -139,12 +140,12 @@ def study(model: str, folder: Path, command: list[str]) -> dict:
                 row[attribute.rstrip("_")] = getattr(estimator, attribute)
         if getattr(estimator, "selection_table_", None):  # the val_lt scores the rule ranked
             row["val_selection_best"] = max(estimator.selection_table_,
-                                            key=lambda r: (r["feasible"], r["soft_hm"], r["soft_am"]))
+                                            key=lambda r: (r["feasible"], r["rank_hm"], r["rank_am"]))
         rows[name] = row
     default = "nolb default: GMLClassifier()"
     differences = {f"{a} - {b}": paired_difference(yt, predictions[a], predictions[b], rng)
                    for a, b in ((default, "base"), (default, "post-hoc LA"),
-                                ("GMLClassifier(init_coef='identity')", "post-hoc LA"), ("post-hoc LA", "base"))}
+                                ("GMLClassifier(init_coef='fresh')", "post-hoc LA"), ("post-hoc LA", "base"))}
     return {
         "command": command, "commit": git_commit(REPO), "seed": SEED, "model": model, "data": str(folder),
         "config": {"bootstrap": BOOTSTRAP, "paper_recipe": PAPER, "test_images": int(rows_index.size),
@@ -169,7 +170,10 @@ def section(results: dict[str, dict]) -> str:
              "Three real CIFAR-100-LT (IF 100) ResNet-32 models (CE, Balanced Softmax, logit adjustment; "
              "`/work/shared/data/cifar100lt-logits`, read its README): their 100 logits are the features of "
              "a new linear head. The GML/BSCE/CE heads start from the model itself (identity weights: stage 2's "
-             "`init=original`) and follow stage 2's paper recipe; cRT and `GMLClassifier()` start afresh. "
+             "`init=original`) and follow stage 2's paper recipe; `GMLClassifier()` also starts from the model (its "
+             "default `init_coef=\"auto\"` starts from the identity when X has one column per class; chosen on val_lt halves "
+             "by `python experiments/cifar100_logits_dev.py`, results/cifar100lt_logits/dev_summary.json); cRT and "
+             "`GMLClassifier(init_coef=\"fresh\")` start afresh. "
              "Fitting uses the `train` outputs (images the model was trained on) or, for "
              "the held-out rows, all `val_lt` outputs (images it never saw, with a fixed recipe and no "
              "selection); settings, taus and epochs are chosen on `val_lt`; the reported test set is the "
@@ -195,7 +199,8 @@ def section(results: dict[str, dict]) -> str:
                 chosen = f"tau {s['prior_strength']:g}, lr {s['lr']:g}, {s['sampler']}, epoch {row['best_epoch']}"
                 if "val_selection_best" in row:
                     best = row["val_selection_best"]
-                    chosen += f" (val_lt soft HM {best['soft_hm']:.3f}, soft AM {best['soft_am']:.3f}, HM {pct(best['hm'])})"
+                    chosen += (f" (val_lt soft HM {best.get('rank_hm', best.get('soft_hm')):.3f}, "
+                               f"soft AM {best.get('rank_am', best.get('soft_am')):.3f}, HM {pct(best['hm'])})")
             lines.append(f"| {name} | {cell(r, 'am')} | {cell(r, 'hm')} | {cell(r, 'gm')} | {cell(r, 'lowest')} | "
                          f"{r['num_zero']} [{z[0]:.0f}, {z[1]:.0f}] | {chosen} |")
         lines += ["", "Paired differences (same bootstrap resamples for both rows; points, 95% interval):", ""]
@@ -206,8 +211,37 @@ def section(results: dict[str, dict]) -> str:
                      for key in ("am", "hm", "num_zero")]
             lines.append(f"- {pair}: " + "; ".join(parts))
         lines.append("")
+    lines += dev_section(OUT / "dev_summary.json")
     lines += [FINDINGS, ""]
     return "\n".join(lines)
+
+
+def dev_section(path: Path) -> list[str]:
+    """The table behind GMLClassifier's default start, from experiments/cifar100_logits_dev.py's summary."""
+    if not path.exists():
+        return []
+    dev = read_json(path)
+    lines = ["### How `GMLClassifier()`'s default start was chosen (val_lt halves, test_lt not read)", "",
+             f"By `{' '.join(dev['command'])}` (commit {dev['commit']['commit'][:7]}{' + uncommitted edits' if dev['commit'].get('dirty') else ''}, seeds {dev['seeds']}; "
+             "results/cifar100lt_logits/dev_*.json): val_lt split into stratified halves A/B by distinct image, "
+             "heads fitted on the train outputs, settings chosen on A by each candidate's own rule, scored on B "
+             "(one row per distinct image, the 92 classes with 2+ val_lt images). Rule fixed before the run: "
+             f"{dev['rule']}. Winner: **{dev['winner']}**. Mean over 3 models x {len(dev['seeds'])} splits, "
+             "percent; then the mean difference to post-hoc LA (tau chosen on A) per model.", "",
+             "| Candidate (selection rule) | AM | HM | GM | #zero | - LA: CE AM / GM / #zero | BS AM / GM / #zero | "
+             "LA-model AM / GM / #zero |", "|---|---:|---:|---:|---:|---|---|---|"]
+    for name, row in dev["rows"].items():
+        mean = row["mean"]
+        cells = [f"{100 * mean['am']:.1f}", f"{100 * mean['hm']:.2f}", f"{100 * mean['gm']:.1f}",
+                 f"{mean['num_zero']:.1f}"]
+        for model in ("ce", "balsoftmax", "logitadjust"):
+            d = row["minus_LA_per_model"][model]
+            cells.append(f"{100 * d['am']:+.1f} / {100 * d['gm']:+.1f} / {d['num_zero']:+.1f}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", "`identity` is `init_coef=\"identity\"`, which `\"auto\"` (the default) is on these 100-column "
+              "logits; `fresh` is the default before this study; `both` fits both starts and keeps the one its rule "
+              "ranks higher on A. HM on B is mostly set by the 0.1% floor (1-3 B images in the tail classes).", ""]
+    return lines
 
 
 FINDINGS = "<!-- findings: results/cifar100lt_logits/FINDINGS.md, written by hand from the tables above -->"

@@ -159,3 +159,27 @@ def test_random_state_forms():
     c = GMLClassifier(epochs=1, random_state=5).fit(X, y)
     np.testing.assert_array_equal(a.coef_, c.coef_)
     assert a.head_settings_["seed"] == 5 and 0 <= b.head_settings_["seed"] < 2**31
+
+
+def test_auto_start_is_identity_on_logits_and_fresh_on_features():
+    """init_coef="auto": one column per class -> the model's own scores before training
+    (lr ~ 0: the base predictions); any other width -> exactly the fresh head."""
+    X, y = long_tailed_blobs()
+    logits = X[:, :4] * 3 - 1
+    assert GMLClassifier().get_params()["init_coef"] == "auto"  # the default
+    auto = GMLClassifier(lr=1e-9, epochs=1).fit(logits, y)
+    assert auto.init_ == "identity"
+    np.testing.assert_allclose(auto.decision_function(logits), logits, rtol=1e-4, atol=1e-4)
+    np.testing.assert_array_equal(auto.predict(logits), logits.argmax(1))
+    fresh_on_logits = GMLClassifier(init_coef="fresh", lr=1e-9, epochs=1).fit(logits, y)
+    assert fresh_on_logits.init_ == "fresh"
+    assert np.abs(fresh_on_logits.decision_function(logits) - logits).max() > 0.1
+    wide = [GMLClassifier(init_coef=init, epochs=2).fit(X, y) for init in ("auto", "fresh", None)]
+    assert [clf.init_ for clf in wide] == ["fresh"] * 3
+    for clf in wide[1:]:
+        np.testing.assert_array_equal(clf.coef_, wide[0].coef_)
+        np.testing.assert_array_equal(clf.intercept_, wide[0].intercept_)
+    with pytest.raises(NolbError, match="init_intercept"):
+        GMLClassifier(init_coef="fresh", init_intercept=np.zeros(4), epochs=1).fit(X, y)
+    with pytest.raises(NolbError, match="init_coef='zeros'"):
+        GMLClassifier(init_coef="zeros", epochs=1).fit(logits, y)
