@@ -264,6 +264,10 @@ def report() -> None:
              "images. dX: mean over runs of (option - reference) on the same run, [95% bootstrap interval over runs]; "
              "W/T/L: runs where the option's test HM is above / equal to / below the reference's, with the two-sided "
              "sign-test p. Verdict on dHM over all runs: a tie unless the interval excludes 0.", "",
+             f"Each run: `nolb run {RECIPE}` (small CNN, CE, the recipe's 30 stage-1 epochs; stage 2 and 3 with the "
+             "defaults, no baselines), the seed setting the training subsample, stage 1 and stage 2. Decision rule, "
+             "fixed before the runs: an option replaces today's default only if its dHM interval over all runs lies "
+             "above 0 and its dTop-1 interval does not lie below 0; otherwise the default stays.", "",
              "**Stage-2 nolb head** (criterion, accuracy guard, grids; reference: the default "
              f"`{DEFAULT}`):", "", *table(summary, "head_options"), "",
              "**Final model** (candidates base / paper / nolb / ensemble, nolb head of the default rule; "
