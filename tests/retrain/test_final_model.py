@@ -37,3 +37,21 @@ def test_final_model_json_names_the_files(tmp_path):
         write_final_model(tmp_path, FinalChoice(candidate, "why", "rule"), "checkpoints/best.json")
         record = json.loads((tmp_path / "final_model.json").read_text())
         assert record["candidate"] == candidate and set(record["files"]) == files
+
+
+def test_the_ensemble_needs_a_validation_hm_lead_above_the_margin():
+    labels = torch.tensor([0] * 100 + [1] * 100)
+
+    def predictions(correct0, correct1):  # per-class recall correct_c / 100
+        return one_hot_logits([0] * correct0 + [1] * (100 - correct0) + [1] * correct1 + [0] * (100 - correct1))
+
+    def hm(r0, r1):
+        return 2 / (1 / r0 + 1 / r1)
+
+    nolb = predictions(80, 80)
+    close, far = predictions(84, 80), predictions(95, 95)  # HM leads 0.0195 and 0.15 over nolb's 0.80
+    assert abs(hm(0.84, 0.80) - hm(0.80, 0.80) - 0.0195) < 1e-3
+    narrow = choose_final({"nolb": nolb, "ensemble": close}, labels, Criterion(2))
+    assert narrow.candidate == "nolb" and "margin" in narrow.reason and "next: ensemble" in narrow.reason
+    assert choose_final({"nolb": nolb, "ensemble": close}, labels, Criterion(2), ensemble_margin=0.0).candidate == "ensemble"
+    assert choose_final({"nolb": nolb, "ensemble": far}, labels, Criterion(2)).candidate == "ensemble"

@@ -4,8 +4,13 @@ The candidates are the stage-1 model (``base``), the stage-2 heads on its backbo
 (``nolb``, ``paper``) and the stage-3 ensemble, in that order of preference on ties.  Each
 is scored on the validation split by the run's rule (:class:`~nolb.retrain.scoring.Criterion`:
 the accuracy guard, then HM, then AM) on the arg-max recall: the soft recall is not
-comparable between models whose temperatures differ.  ``RUN/final_model.json`` records the
-choice for the tools that load "the model of a run":
+comparable between models whose temperatures differ.  The ensemble (two heads, twice the
+head cost) must also lead the best other candidate on validation HM by more than
+:data:`ENSEMBLE_MARGIN` (when both keep the guard); otherwise that candidate is kept.  The
+margin was decided on Digits-LT, a dataset no quality claim reports (docs/QUALITY.md, "How the
+selection defaults were decided": +0.3 [+0.0, +0.8] test HM over the plain maximum in 20 runs,
+a borderline gain; ``python experiments/rule_development.py all``).  ``RUN/final_model.json``
+records the choice for the tools that load "the model of a run":
 
     {"candidate": "nolb", "kind": "head",
      "files": {"model": "checkpoints/best.safetensors", "head": "retrain/heads/nolb.safetensors"},
@@ -27,6 +32,7 @@ from nolb.io import write_json
 from nolb.retrain.scoring import Criterion, validation_score
 
 PREFERENCE = ("nolb", "ensemble", "paper", "base")
+ENSEMBLE_MARGIN = 0.05  # validation HM lead the ensemble needs over the best other candidate
 
 
 @dataclass
@@ -39,13 +45,16 @@ class FinalChoice:
     val: dict = field(default_factory=dict)
 
 
-def choose_final(val_scores: dict[str, torch.Tensor], labels: torch.Tensor, criterion: Criterion) -> FinalChoice:
-    """The candidate whose validation scores rank best (ties: :data:`PREFERENCE` order).
+def choose_final(val_scores: dict[str, torch.Tensor], labels: torch.Tensor, criterion: Criterion,
+                 ensemble_margin: float = ENSEMBLE_MARGIN) -> FinalChoice:
+    """The candidate whose validation scores rank best (ties: :data:`PREFERENCE` order); the
+    ensemble only when it leads the next candidate's validation HM by more than ``ensemble_margin``.
 
     Args:
         val_scores: candidate name -> (N, C) validation logits or log-probabilities.
         labels: (N,) validation labels.
         criterion: the run's rule (its accuracy guard is kept; the ranking uses arg-max recall).
+        ensemble_margin: the validation HM lead the ensemble needs (0: the plain maximum).
     """
     rule = Criterion(criterion.num_classes, soft=False, accuracy_floor=criterion.accuracy_floor)
     names = sorted(val_scores, key=lambda name: PREFERENCE.index(name) if name in PREFERENCE else len(PREFERENCE))
@@ -54,12 +63,20 @@ def choose_final(val_scores: dict[str, torch.Tensor], labels: torch.Tensor, crit
     scores = {name: validation_score(val_scores[name], labels, criterion.num_classes).to_dict() for name in names}
     others = [name for name in names if name != best]
     runner = max(others, key=lambda name: (*keys[name], -names.index(name))) if others else None
+    lead = scores[best]["hm"] - scores[runner]["hm"] if runner is not None else 0.0
+    demoted = best == "ensemble" and runner is not None and keys[runner][0] == keys[best][0] and lead <= ensemble_margin
+    if demoted:
+        best, runner = runner, best
     reason = f"best on validation: HM {scores[best]['hm']:.2%}, AM {scores[best]['am']:.2%}"
+    if demoted:
+        reason = (f"kept over the ensemble, whose validation HM lead {lead:.2%} is not above the margin "
+                  f"{ensemble_margin:.0%}: HM {scores[best]['hm']:.2%}, AM {scores[best]['am']:.2%}")
     if runner is not None:
         reason += f" (next: {runner}, HM {scores[runner]['hm']:.2%}, AM {scores[runner]['am']:.2%})"
     if not keys[best][0]:
         reason += "; no candidate kept the validation accuracy guard"
-    return FinalChoice(best, reason, rule.describe(), scores)
+    margin = f"; the ensemble needs a validation HM lead above {ensemble_margin:g}" if ensemble_margin > 0 else ""
+    return FinalChoice(best, reason, rule.describe() + margin, scores)
 
 
 def write_final_model(run_dir: Path, choice: FinalChoice, checkpoint: str) -> Path:

@@ -15,9 +15,11 @@ lr, sampler) of the ``select_*`` lists; cRT and LWS, which have no prior strengt
 many lrs (a geometric grid spanning ``select_lrs``; for LWS up to ``LWS_LR_REACH`` times its
 largest value, since per-class scales barely move at a linear head's lr in 10 epochs) with
 the same samplers.  tau-norm and LWS are ranked on the arg-max recall (their parameter is a
-logit scale, which the soft recall would judge by itself; see ``stages.SCALE_METHODS``).  docs/QUALITY.md
-holds the measured effect of the criterion; only training and validation features are
-read here, never the test split.
+logit scale, which the soft recall would judge by itself; see ``stages.SCALE_METHODS``).  Only
+training and validation features are read here, never the test split.  The defaults (criterion,
+guard, grids) were decided on Digits-LT, a dataset no quality claim reports: docs/QUALITY.md,
+"How the selection defaults were decided" (``python experiments/rule_development.py all``,
+``results/rules/``).
 """
 
 from __future__ import annotations
