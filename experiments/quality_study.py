@@ -210,12 +210,41 @@ FINAL = "final model (chosen on val)"
 SUMMARY_KEYS = ("accuracy", "am", "hm", "lowest")
 
 
+def final_choice(final: dict, margin: float | None = None) -> str | None:
+    """The candidate today's final-model rule picks from the validation scores a run recorded.
+
+    The same ranking as ``nolb.retrain.final_model.choose_final`` (accuracy guard, then HM, then
+    AM; ties in its preference order; the ensemble only with a validation HM lead above the
+    margin, default ``ENSEMBLE_MARGIN``), applied to ``final_model.json``'s ``val`` scores, so runs
+    made before the margin existed are reported under the rule ``nolb run`` applies now.
+    """
+    import re
+
+    from nolb.retrain.final_model import ENSEMBLE_MARGIN, PREFERENCE
+
+    val = final.get("val") or {}
+    if not val:
+        return final.get("candidate")
+    margin = ENSEMBLE_MARGIN if margin is None else margin
+    floor = re.search(r"accuracy >= ([0-9.]+)", final.get("rule", ""))
+    floor = float(floor.group(1)) if floor else float("-inf")
+    names = sorted(val, key=lambda n: PREFERENCE.index(n) if n in PREFERENCE else len(PREFERENCE))
+    key = {n: (val[n]["accuracy"] >= floor, val[n]["hm"], val[n]["am"], -names.index(n)) for n in names}
+    ranked = sorted(names, key=lambda n: key[n], reverse=True)
+    best = ranked[0]
+    if best == "ensemble" and len(ranked) > 1:
+        runner = ranked[1]
+        if key[runner][0] == key[best][0] and val[best]["hm"] - val[runner]["hm"] <= margin:
+            best = runner
+    return best
+
+
 def with_final_row(record: dict) -> dict:
-    """The run's rows plus the row of the candidate that ``final_model.json`` chose on validation."""
+    """The run's rows plus the row of the candidate today's final-model rule picks on validation."""
     rows = dict(record["rows"])
-    final = record.get("final_model") or {}
-    if final.get("candidate") in FINAL_ROWS and FINAL_ROWS[final["candidate"]] in rows:
-        rows[FINAL] = {**rows[FINAL_ROWS[final["candidate"]]], "chosen": final["candidate"]}
+    chosen = final_choice(record.get("final_model") or {})
+    if chosen in FINAL_ROWS and FINAL_ROWS[chosen] in rows:
+        rows[FINAL] = {**rows[FINAL_ROWS[chosen]], "chosen": chosen}
     return rows
 
 
@@ -336,6 +365,15 @@ def report_text(records: list[dict]) -> str:
               + ", ".join(f"{d} {e}" for d, e in epochs)
               + ". Test rows: value [95% bootstrap interval over test images, 1000 resamples], percent. Selection "
               "used the validation split only; the test split was read once, for these rows.", ""]
+    written = [(r.get("final_model") or {}).get("candidate") for r in records]
+    now = [final_choice(r.get("final_model") or {}) for r in records]
+    lines += [f"The \"{FINAL}\" row applies today's final-model rule (`nolb.retrain.final_model.choose_final`: "
+              "accuracy guard, HM, AM on validation; the ensemble only with a validation HM lead above "
+              "`ENSEMBLE_MARGIN`, decided on Digits-LT, see \"How the selection defaults were decided\") to the "
+              "validation scores each run recorded in `final_model.json`. It picks "
+              + ", ".join(f"{c} x{now.count(c)}" for c in dict.fromkeys(now)) + "; the runs themselves (code "
+              "without the margin) wrote " + ", ".join(f"{c} x{written.count(c)}" for c in dict.fromkeys(written))
+              + ".", ""]
     lines += summary_lines(records) + verdict_lines(records)
     lines += ["### Per-run tables", ""]
     for r in sorted(records, key=lambda r: (*group_key(r), r["seed"])):
