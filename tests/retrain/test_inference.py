@@ -105,3 +105,21 @@ def test_sharded_batches_fast_and_exact_paths(resnet):
     torch.testing.assert_close(fast.float(), expected, rtol=1e-3, atol=1e-3)  # float16 storage
     bf16, _ = run(dtype=torch.float16, fast=True, compute_dtype="bfloat16")
     assert (bf16.float() - expected).abs().max() <= 0.05 * expected.abs().max()
+
+
+def test_extract_dtype_is_part_of_the_training_cache_fingerprint():
+    from nolb.data import build_data
+    from nolb.retrain.feature_source import FeatureSource
+
+    data = build_data("digits_lt", imbalance_ratio=20)
+    torch.manual_seed(0)
+    model = build_model("small_cnn", 10, in_channels=1, width=8).eval()
+    fp32 = FeatureSource(model, data, extract_dtype="float32")
+    bf16 = FeatureSource(model, data, extract_dtype="bfloat16")
+    assert fp32.fingerprint("train") != bf16.fingerprint("train")  # a cache of the other precision is rebuilt
+    assert fp32.fingerprint("val") == bf16.fingerprint("val")  # validation/test: always exact float32
+    assert bf16.compute_dtype("train") == "bfloat16" and bf16.compute_dtype("test") == "float32"
+    train32, train16 = fp32.split("train").features.float(), bf16.split("train").features.float()
+    assert not torch.equal(train32, train16)
+    assert (train16 - train32).abs().max() <= 0.05 * train32.abs().max()
+    assert torch.equal(fp32.split("val").features, bf16.split("val").features)
