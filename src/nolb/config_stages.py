@@ -19,6 +19,7 @@ RETRAIN_MODES = ("cached", "online")
 HEAD_INITS = ("original", "fresh")
 HEAD_SAMPLERS = ("instance", "class_balanced", "sqrt")
 MATMUL_DTYPES = ("auto", "float32", "bfloat16")
+EXTRACT_DTYPES = MATMUL_DTYPES
 SELECTION_CRITERIA = ("soft_hm", "hm")
 ENSEMBLE_SPACES = ("prob", "log")
 HEAD_KEYS = ("nolb", "paper", *BASELINE_METHODS)  # stage-2 heads a run can write
@@ -55,6 +56,7 @@ class RetrainConfig:
     select_acc_tolerance: float = 0.01  # keep val accuracy within this of the base's
     select_criterion: str = "soft_hm"  # soft_hm (HM of the soft per-class val recall) | hm (arg-max)
     matmul_dtype: str = "auto"  # auto: bfloat16 for large heads on CPUs with native bf16, else float32
+    extract_dtype: str = "auto"  # backbone on the cached training views: auto = bfloat16 on CPUs with native bf16
     baselines: list[str] = field(default_factory=list)  # e.g. [crt, lws, tau_norm]
     seed: int = 0
 
@@ -96,6 +98,7 @@ def check_stage_sections(retrain: RetrainConfig, ensemble: EnsembleConfig,
     one_of("retrain.init", r.init, HEAD_INITS)
     one_of("retrain.sampler", r.sampler, HEAD_SAMPLERS)
     one_of("retrain.matmul_dtype", r.matmul_dtype, MATMUL_DTYPES)
+    one_of("retrain.extract_dtype", r.extract_dtype, EXTRACT_DTYPES)
     one_of("retrain.select_criterion", r.select_criterion, SELECTION_CRITERIA)
     check(r.epochs >= 1, "retrain.epochs", "must be >= 1")
     check(r.batch_size >= 1, "retrain.batch_size", "must be >= 1")

@@ -139,3 +139,25 @@ def test_plain_loop_crop_matches_a_per_image_loop():
         expected = padded[:, dy[k]:dy[k] + 8, dx[k]:dx[k] + 8]
         assert torch.allclose(x[k], expected)
     assert torch.equal(y, idx)
+
+
+def test_extract_dtype_quality_smoke(tmp_path):
+    import extract_dtype_quality
+
+    out = tmp_path / "quality.json"
+    assert extract_dtype_quality.main(["--synthetic", "--seeds", "0", "--epochs", "1", "--bootstrap", "20",
+                                       "--out", str(out)]) == 0
+    result = _read(out)
+    assert [r["extract_dtype"] for r in result["rows"]] == ["float32", "bfloat16"]
+    assert all(0 <= r["val"]["hm"] <= 1 and r["extract_cpu_seconds"] > 0 for r in result["rows"])
+    assert result["feature_difference"][0]["max_abs"] > 0  # bf16 really ran
+
+
+def test_stage2_extract_profile_smoke(tmp_path):
+    import stage2_extract_profile
+
+    out = tmp_path / "profile.json"
+    assert stage2_extract_profile.main(["--synthetic", "--images", "60", "--repeats", "1", "--out", str(out)]) == 0
+    result = _read(out)
+    assert result["images"] == 60 and len(result["median_cpu_seconds"]) == 7
+    assert all(v > 0 for v in result["ratios"].values())

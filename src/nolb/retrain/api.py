@@ -101,7 +101,8 @@ def retrain_classifier(
     if sampler is not None:
         settings = replace(settings, sampler=sampler)
     source = FeatureSource(model, train_data, classifier=classifier, views=views if mode == "cached" else 1,
-                           cache_dir=cache_dir, device=device, seed=seed, shift_bn=shift_bn)
+                           cache_dir=cache_dir, device=device, seed=seed, shift_bn=shift_bn,
+                           extract_dtype=settings_config.extract_dtype)
     trained = train_on_source(source, settings, settings_config)
     return trained if return_details else trained.head
 

@@ -18,6 +18,7 @@ from torch import nn
 
 from nolb.errors import NolbError
 from nolb.retrain.backbone import split_classifier
+from nolb.retrain.inference import resolve_extract_dtype
 from nolb.retrain.features import FeatureCache, FeatureSplit, labels_fingerprint, model_fingerprint
 from nolb.retrain.online import reestimate_batchnorm
 
@@ -47,15 +48,20 @@ class FeatureSource:
         shift_bn: re-estimate BatchNorm statistics on the training split first (MiSLAS);
             done on a copy of the backbone, never on ``model``.
         augment: training augmentation override (``None``: the preset's default).
+        extract_dtype: precision of the backbone on the (float16-stored) training views:
+            ``auto`` (bf16 autocast on a CPU with native bf16, else float32), ``float32`` or
+            ``bfloat16`` (:func:`nolb.retrain.inference.resolve_extract_dtype`); validation and
+            test are always extracted in exact float32.
     """
 
     def __init__(
         self, model: nn.Module, data: Any, *, classifier: str = "classifier", views: int = 1,
         cache_dir: str | Path | None = None, batch_size: int = 256, device: str | torch.device = "cpu",
-        seed: int = 0, shift_bn: bool = False, augment: Any = None,
+        seed: int = 0, shift_bn: bool = False, augment: Any = None, extract_dtype: str = "auto",
     ) -> None:
         if views < 1:
             raise NolbError(f"retrain.views: must be >= 1, got {views}")
+        self.extract_dtype = resolve_extract_dtype(extract_dtype, device)
         self.data, self.views, self.batch_size, self.device = data, int(views), int(batch_size), device
         self.seed, self.augment, self.classifier = int(seed), augment, classifier
         backbone, self.original_head = split_classifier(model, classifier)
@@ -117,12 +123,17 @@ class FeatureSource:
             "data_info": getattr(self.data, "info", {}),
             "views": views,
             "dtype": str(feature_dtype(split)).removeprefix("torch."),
+            "compute_dtype": self.compute_dtype(split),
             "transform": {
                 "augmented": split == "train", "preset": self.data.preset, "augment": repr(self.augment),
                 "mean": list(self.data.mean), "std": list(self.data.std), "image_size": self.data.image_size,
                 "batch_size": self.batch_size, "seed": self.seed,
             },
         }
+
+    def compute_dtype(self, split: str) -> str:
+        """Precision of the backbone on ``split``: :attr:`extract_dtype` for the training views, else float32."""
+        return self.extract_dtype if split == "train" else "float32"
 
     def remember(self, name: str, split: FeatureSplit, *, reused: bool) -> None:
         """Hold ``split`` as the features of ``name`` (extracted elsewhere, e.g. over all torchrun ranks)."""
@@ -159,5 +170,5 @@ class FeatureSource:
         views = self.views if name == "train" else 1
         return sharded_batches(self.backbone, self.loader(name, train=name == "train"), views=views,
                                device=self.device, info=info or DistInfo(), desc=f"features of {name}",
-                               seed=self.seed, dtype=feature_dtype(name),
-                               channels_last=name == "train")  # the float16 training views only: val/test stay exact
+                               seed=self.seed, dtype=feature_dtype(name), compute_dtype=self.compute_dtype(name),
+                               fast=name == "train")  # the float16 training views only: val/test stay exact

@@ -32,6 +32,7 @@ from torch import nn
 
 from nolb.errors import NolbError
 from nolb.progress import track
+from nolb.retrain.inference import backbone_features
 from nolb.io import atomic_write, read_json, to_json, write_json
 
 CACHE_FORMAT = 2  # 2: validation/test rows in float32 (1: every split float16)
@@ -77,21 +78,17 @@ def iterate_features(backbone: nn.Module, loader: Iterable, views: int = 1, devi
     """Yield ``(features float16 numpy (B, D), labels int64 numpy (B,))`` over ``views`` passes.
 
     Before view ``v`` the loader's ``set_epoch(v)`` is called when it has one, so
-    augmented views differ and are reproducible.  Image batches are passed in channels-last
-    memory format (same values, up to float32 rounding; the model itself is not changed).
+    augmented views differ and are reproducible.  The backbone runs through
+    :func:`nolb.retrain.inference.backbone_features` (channels-last input, CPU chunks; same
+    values up to float32 rounding; the model itself is not changed).
     """
     backbone.eval()
     for view in range(views):
         if hasattr(loader, "set_epoch"):
             loader.set_epoch(view)
         for x, y in track(loader, desc=f"features (view {view + 1}/{views})", unit="batch"):
-            x = x.to(device)
-            if x.dim() == 4:  # channels-last input: 1.35x faster ResNet-32 extraction on the CPU (docs/PERFORMANCE.md)
-                x = x.contiguous(memory_format=torch.channels_last)
-            feats = backbone(x)
-            if feats.dim() != 2:
-                raise NolbError(f"the backbone returned features of shape {tuple(feats.shape)}, expected (N, D)")
-            yield feats.float().cpu().to(torch.float16).numpy(), torch.as_tensor(y).cpu().long().numpy()
+            feats = backbone_features(backbone, x.to(device))  # float16 rows: channels-last, CPU chunks
+            yield feats.cpu().to(torch.float16).numpy(), torch.as_tensor(y).cpu().long().numpy()
 
 
 def extract_features(backbone: nn.Module, loader: Iterable, *, views: int = 1, device: str | torch.device = "cpu") -> FeatureSplit:

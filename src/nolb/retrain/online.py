@@ -17,6 +17,7 @@ from torch import nn
 
 from nolb.errors import NolbError
 from nolb.retrain.head_training import cosine_lr
+from nolb.retrain.inference import backbone_features
 
 
 @torch.no_grad()
@@ -85,8 +86,7 @@ def fit_head_online(
         head.train()
         total, seen = 0.0, 0
         for x, y in loader:
-            with torch.no_grad():
-                features = backbone(x.to(device)).float()
+            features = backbone_features(backbone, x.to(device))  # no grad; channels-last, CPU chunks
             for group in optimizer.param_groups:
                 group["lr"] = cosine_lr(lr, step, total_steps)
             loss = loss_fn(head(features), y.to(device))

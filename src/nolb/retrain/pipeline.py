@@ -230,7 +230,8 @@ def open_run(target: Path, config: Any = None, *, device: str | None = None, out
     cache = (out or run_dir) / "features" if out is not None or loaded.run_dir is None else run_dir / "retrain" / "features"
     source = FeatureSource(loaded.model, loaded.data, classifier=loaded.classifier, views=r.views, cache_dir=cache,
                            batch_size=max(config.train.eval_batch_size, 1),
-                           device=resolve_device(device or config.train.device, local_rank()), seed=r.seed, shift_bn=r.shift_bn)
+                           device=resolve_device(device or config.train.device, local_rank()), seed=r.seed, shift_bn=r.shift_bn,
+                           extract_dtype=r.extract_dtype)
     checkpoint = "checkpoints/best.json" if (run_dir / "checkpoints" / "best.json").is_file() else "checkpoints/last.json"
     title = f"{loaded.config.data.name}: {loaded.config.model.name} + {loaded.config.loss.name} base"
     return OpenedRun(run_dir, config, source, loaded.architecture, checkpoint, title)

@@ -27,6 +27,7 @@ import torch.distributed as dist
 from nolb.engine.distributed import DistInfo, init_distributed
 from nolb.errors import NolbError
 from nolb.progress import track
+from nolb.retrain.inference import backbone_features
 
 T = TypeVar("T")
 WAIT_TIMEOUT = timedelta(days=7)
@@ -85,11 +86,14 @@ def own_batches(loader: Any, *, view: int, seed: int, info: DistInfo) -> Iterato
 @torch.no_grad()
 def sharded_batches(backbone: torch.nn.Module, loader: Any, *, views: int, device: torch.device,
                     info: DistInfo, desc: str, seed: int = 0, dtype: torch.dtype = torch.float16,
-                    channels_last: bool = False) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+                    fast: bool = False, compute_dtype: str = "float32") -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """``(features (B, D) of ``dtype``, labels (B,))`` of every batch in loader order, on rank 0.
 
-    ``channels_last`` feeds 4-d image batches in channels-last memory format (faster
-    convolutions on the CPU; values equal up to float32 rounding).
+    ``fast`` (the float16 training views): the backbone runs through
+    :func:`nolb.retrain.inference.backbone_features` with channels-last input, CPU chunks
+    of cache-sized batches and ``compute_dtype`` (values equal up to float32 rounding in
+    float32; bf16 rounding under ``"bfloat16"``).  Otherwise each batch runs whole, as given,
+    in float32: bit for bit the model's own forward (validation and test).
 
     Every rank must consume this generator (the gathers are collective); ranks > 0 get
     nothing from it.  Each batch is run through the backbone by exactly one rank.
@@ -103,12 +107,9 @@ def sharded_batches(backbone: torch.nn.Module, loader: Any, *, views: int, devic
         for b, x, y in track(own_batches(loader, view=view, seed=seed, info=info), total=own,
                              desc=f"{desc} (view {view + 1}/{views})", unit="batch"):
             x = x.to(device)
-            if channels_last and x.dim() == 4:
-                x = x.contiguous(memory_format=torch.channels_last)
-            feats = backbone(x)
-            if feats.dim() != 2:
-                raise NolbError(f"the backbone returned features of shape {tuple(feats.shape)}, expected (N, D)")
-            mine.append((b, feats.float().cpu().to(dtype).numpy(), torch.as_tensor(y).cpu().long().numpy()))
+            feats = backbone_features(backbone, x, channels_last=fast, chunk=None if fast else len(x),
+                                      dtype=compute_dtype if fast else "float32")
+            mine.append((b, feats.cpu().to(dtype).numpy(), torch.as_tensor(y).cpu().long().numpy()))
         if not info.distributed:
             gathered: list[Any] | None = [mine]
         else:

@@ -107,7 +107,8 @@ def run_stage2(source: FeatureSource, config: RetrainConfig, out_dir: str | Path
         "base_val": base_val.to_dict() if base_val else None,
         "criterion": criterion.describe(),
         "heads": {key: head.describe() for key, head in result.heads.items()},
-        "features": {"views": source.views, "reused": dict(source.reused), "shift_bn": source.shift_bn},
+        "features": {"views": source.views, "reused": dict(source.reused), "shift_bn": source.shift_bn,
+                     "extract_dtype": source.extract_dtype},
         "seconds": time.perf_counter() - started,
     }
     if out_dir is not None:
