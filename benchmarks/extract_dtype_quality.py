@@ -23,13 +23,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
-from retrain_speed import hm_with_interval, synthetic_cifar  # noqa: E402
+from retrain_speed import cifar_data_and_backbone, hm_with_interval  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
     import torch
 
-    from nolb.models import build_model
     from nolb.retrain import FeatureSource, HeadSettings, train_on_source
     from nolb.retrain.inference import cpu_has_native_bf16
 
@@ -40,13 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--synthetic", action="store_true", help="random tiny data and backbone (smoke test)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
-    torch.manual_seed(0)
-    if args.synthetic:
-        data = synthetic_cifar()
-        model = build_model("resnet32", data.num_classes)
-    else:
-        data, model = common.cifar10_lt(100), common.load_resnet32_cifar10()
-    model.eval()
+    data, model, _ = cifar_data_and_backbone(args.synthetic)
     counts = data.class_counts.numpy()
     plain = FeatureSource(model, data, views=1, extract_dtype="float32")
     val, test = plain.split("val"), plain.split("test")

@@ -219,6 +219,23 @@ def part_imagenet(args: argparse.Namespace) -> dict:
     }
 
 
+def cifar_data_and_backbone(synthetic: bool):
+    """CIFAR-10-LT (IR 100) with the CIFAR-10 ResNet-32 checkpoint in eval mode, or (``synthetic``) tiny
+    random data and a random ResNet-32 for smoke runs; with the backbone's name for the result file."""
+    import torch
+
+    from nolb.models import build_model
+
+    torch.manual_seed(0)
+    if synthetic:
+        data = synthetic_cifar()
+        model, name = build_model("resnet32", data.num_classes), "random resnet32 (synthetic smoke run)"
+    else:
+        data = common.cifar10_lt(100)
+        model, name = common.load_resnet32_cifar10(), "resnet32-d509ac18.th (akamaster, CIFAR-10)"
+    return data, model.eval(), name
+
+
 def synthetic_cifar(n_per_class=(40, 20, 10, 5), test_per_class: int = 10, seed: int = 0):
     """A tiny LTData-like object of random 32x32 images (for smoke tests)."""
     import torch
@@ -254,18 +271,10 @@ def hm_with_interval(head, test, counts, num_classes: int, bootstrap: int) -> di
 def part_cifar(args: argparse.Namespace) -> dict:
     import torch
 
-    from nolb.models import build_model
     from nolb.retrain import FeatureSource, HeadSettings, train_on_source
     from nolb.retrain.api import train_online
 
-    torch.manual_seed(0)
-    if args.synthetic:
-        data = synthetic_cifar()
-        model, backbone_name = build_model("resnet32", data.num_classes), "random resnet32 (synthetic smoke run)"
-    else:
-        data = common.cifar10_lt(100)
-        model, backbone_name = common.load_resnet32_cifar10(), "resnet32-d509ac18.th (akamaster, CIFAR-10)"
-    model.eval()
+    data, model, backbone_name = cifar_data_and_backbone(args.synthetic)
     settings = HeadSettings(method="gml", prior_strength=1.0, lr=0.02, epochs=args.epochs, batch_size=128,
                             weight_decay=2e-4, sampler="instance", init="original", seed=0)
     counts = data.class_counts.numpy()

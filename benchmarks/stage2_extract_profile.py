@@ -32,13 +32,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
-from retrain_speed import synthetic_cifar  # noqa: E402
+from retrain_speed import cifar_data_and_backbone  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
     import torch
 
-    from nolb.models import build_model
     from nolb.retrain import FeatureSource, HeadSettings, online, train_on_source
     from nolb.retrain.api import train_online
     from nolb.retrain.inference import backbone_features
@@ -49,13 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--synthetic", action="store_true", help="random tiny data and backbone (smoke test)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
-    torch.manual_seed(0)
-    if args.synthetic:
-        data, model = synthetic_cifar(), None
-        model = build_model("resnet32", data.num_classes)
-    else:
-        data, model = common.cifar10_lt(100), common.load_resnet32_cifar10()
-    model.eval()
+    data, model, _ = cifar_data_and_backbone(args.synthetic)
     n = min(args.images, len(data.train))
     data = dataclasses.replace(data, train=data.train.subset(np.random.RandomState(0).permutation(len(data.train))[:n]))
     settings = HeadSettings(method="gml", prior_strength=1.0, lr=0.02, epochs=10, batch_size=128, weight_decay=2e-4,
