@@ -17,7 +17,7 @@ Candidates:
 
 * ``fresh``: a fresh head (``init_coef=None``, the default until this study), soft-HM rule;
 * ``identity``: started from the model (``init_coef="identity"``, stage 2's init=original);
-  ``auto`` (identity when X has one column per class, fresh otherwise) *is* this candidate
+  ``auto`` (identity when X reads as scores: one column per class whose arg-max predicts y; fresh otherwise) *is* this candidate
   on these features (100 logit columns, 100 classes);
 * ``both``: both fits, the rule keeps the head with the better (soft HM, soft AM) on A;
 * the same three with the arg-max rule (``selection_criterion="hm"``);

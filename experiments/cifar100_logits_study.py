@@ -171,7 +171,7 @@ def section(results: dict[str, dict]) -> str:
              "`/work/shared/data/cifar100lt-logits`, read its README): their 100 logits are the features of "
              "a new linear head. The GML/BSCE/CE heads start from the model itself (identity weights: stage 2's "
              "`init=original`) and follow stage 2's paper recipe; `GMLClassifier()` also starts from the model (its "
-             "default `init_coef=\"auto\"` starts from the identity when X has one column per class; chosen on val_lt halves "
+             "default `init_coef=\"auto\"` starts from the identity when X reads as scores: one column per class whose arg-max predicts y; chosen on val_lt halves "
              "by `python experiments/cifar100_logits_dev.py`, results/cifar100lt_logits/dev_summary.json); cRT and "
              "`GMLClassifier(init_coef=\"fresh\")` start afresh. "
              "Fitting uses the `train` outputs (images the model was trained on) or, for "

@@ -165,7 +165,8 @@ def test_auto_start_is_identity_on_logits_and_fresh_on_features():
     """init_coef="auto": one column per class -> the model's own scores before training
     (lr ~ 0: the base predictions); any other width -> exactly the fresh head."""
     X, y = long_tailed_blobs()
-    logits = X[:, :4] * 3 - 1
+    rng = np.random.default_rng(0)
+    logits = 3.0 * np.eye(4)[y] + rng.normal(size=(len(y), 4))  # a model's scores: arg-max mostly right
     assert GMLClassifier().get_params()["init_coef"] == "auto"  # the default
     auto = GMLClassifier(lr=1e-9, epochs=1).fit(logits, y)
     assert auto.init_ == "identity"
@@ -183,3 +184,17 @@ def test_auto_start_is_identity_on_logits_and_fresh_on_features():
         GMLClassifier(init_coef="fresh", init_intercept=np.zeros(4), epochs=1).fit(X, y)
     with pytest.raises(NolbError, match="init_coef='zeros'"):
         GMLClassifier(init_coef="zeros", epochs=1).fit(logits, y)
+
+
+def test_auto_start_is_fresh_on_embeddings_with_one_column_per_class():
+    """Four columns for four classes that are not scores (arg-max at chance): "auto" starts fresh."""
+    from nolb.estimators.linear_head import reads_as_scores
+
+    X, y = long_tailed_blobs()
+    rng = np.random.default_rng(1)
+    embeddings = rng.normal(size=(len(y), 4))
+    scores = 3.0 * np.eye(4)[y] + rng.normal(size=(len(y), 4))
+    assert not reads_as_scores(embeddings, y, 4) and reads_as_scores(scores, y, 4)
+    assert not reads_as_scores(scores, y, 5)  # one column per class, or never
+    assert GMLClassifier(epochs=1).fit(embeddings, y).init_ == "fresh"
+    assert GMLClassifier(epochs=1).fit(scores, y).init_ == "identity"

@@ -66,7 +66,7 @@ class _LinearHeadClassifier(ScoreClassifier):
                     "samplers": tuple(self.select_samplers), "criterion": self.selection_criterion}
         fitted = fit_linear_head(
             torch.from_numpy(_apply(X, mean, scale)), torch.from_numpy(codes), torch.from_numpy(counts), settings,
-            val_features=val_x, val_labels=val_y, select=select, init_head=self._initial_head(X.shape[1], mean, scale),
+            val_features=val_x, val_labels=val_y, select=select, init_head=self._initial_head(X, codes, mean, scale),
             **grid,
         )
         coef, intercept = fitted.coef, fitted.intercept
@@ -82,13 +82,13 @@ class _LinearHeadClassifier(ScoreClassifier):
         self.selection_table_ = fitted.selection_table
         return self
 
-    def _initial_head(self, num_features: int, mean, scale) -> tuple[np.ndarray, np.ndarray] | None:
+    def _initial_head(self, X: np.ndarray, codes: np.ndarray, mean, scale) -> tuple[np.ndarray, np.ndarray] | None:
         """``init_coef``/``init_intercept`` as a head on the (standardised) training features;
         None for a fresh head.  Sets ``init_`` to the start used: fresh, identity or given."""
         init = getattr(self, "init_coef", None)
-        num_classes = self.classes_.size
+        num_features, num_classes = X.shape[1], self.classes_.size
         if isinstance(init, str) and init == "auto":
-            init = "identity" if num_features == num_classes else "fresh"
+            init = "identity" if reads_as_scores(X, codes, num_classes) else "fresh"
         if init is None or (isinstance(init, str) and init == "fresh"):
             if getattr(self, "init_intercept", None) is not None:
                 raise NolbError(f"{type(self).__name__}: init_intercept needs init_coef (a head to start from)")
@@ -140,14 +140,14 @@ class GMLClassifier(_LinearHeadClassifier):
         class_counts: the training counts n_c of GML's prior, in ``classes_`` order or as a
             ``{label: count}`` dict; default: counted from ``y``.
         init_coef, init_intercept: where training starts.  ``"auto"`` (default): from the
-            model (``"identity"``) when ``X`` has one column per class, i.e. it holds a
-            model's scores or logits, and from a fresh head otherwise.  ``"identity"``: the
+            model (``"identity"``) when ``X`` reads as a model's scores or logits (one column
+            per class whose arg-max already predicts ``y``: :func:`reads_as_scores`), and
+            from a fresh head otherwise.  ``"identity"``: the
             identity head (X must have one column per class).  ``"fresh"`` or None: a fresh
             head (the default before the many-class study).  An array: this linear head ((C, D)
             weights in ``classes_`` order, optional (C,) ``init_intercept``; stage 2's
-            ``init="original"``), e.g. the classifier that produced the features.  Note that
-            ``"auto"`` reads the shape only: embeddings that happen to have as many columns
-            as there are classes start from the identity too; pass ``"fresh"`` for them.
+            ``init="original"``), e.g. the classifier that produced the features.  Embeddings that
+            merely have as many columns as there are classes start fresh under ``"auto"``.
         select: "auto" (default) chooses tau, lr, sampler and epoch on the validation split
             when one is passed to ``fit`` and trains the given settings otherwise; True
             requires a validation split; False never selects.
@@ -292,6 +292,19 @@ class BalancedRefitClassifier(_LinearHeadClassifier):
 
     def fit(self, X: Any, y: Any, X_val: Any = None, y_val: Any = None, eval_set: Any = None) -> "BalancedRefitClassifier":
         return self._fit_head(X, y, X_val, y_val, eval_set, select=False)
+
+
+def reads_as_scores(X: np.ndarray, codes: np.ndarray, num_classes: int) -> bool:
+    """Whether ``X`` reads as a model's scores for these labels: one column per class, and the
+    column arg-max already predicts ``codes`` with a balanced accuracy at least halfway from
+    chance (1/C) to perfect.  A model's logits on its training images pass easily (the three
+    CIFAR-100-LT models of ``../shared/data/cifar100lt-logits``: 0.80-0.89 against 0.505);
+    embeddings that merely have as many columns as there are classes score near chance."""
+    if X.shape[1] != num_classes or X.shape[0] == 0:
+        return False
+    predicted = np.asarray(X).argmax(axis=1)
+    recalls = [float(np.mean(predicted[codes == c] == c)) for c in np.unique(codes)]
+    return float(np.mean(recalls)) >= 0.5 * (1.0 + 1.0 / num_classes)
 
 
 def _standardisation(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
