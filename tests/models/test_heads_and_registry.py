@@ -92,3 +92,15 @@ def test_registry_rejects_unknown_names_and_options():
         build_model("resnet32", 10, width=3)
     with pytest.raises(NolbError, match="3-channel"):
         build_model("resnet50", 10, in_channels=1)
+
+
+def test_small_cnn_depth_stacks_layers_per_stage():
+    shallow = build_model("small_cnn", 10, in_channels=1)
+    deep = build_model("small_cnn", 10, in_channels=1, depth=2)
+    convs = [m for m in deep.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == 6 and [c.out_channels for c in convs] == [32, 32, 64, 64, 128, 128]
+    assert "block1.0.weight" in shallow.state_dict()  # depth 1 keeps the earlier checkpoints' names
+    x = torch.randn(2, 1, 28, 28)
+    assert deep(x).shape == (2, 10) and deep.forward_features(x).shape == (2, 128) == shallow.forward_features(x).shape
+    with pytest.raises(NolbError, match="depth"):
+        build_model("small_cnn", 10, depth=0)
