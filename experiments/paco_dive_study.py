@@ -185,14 +185,24 @@ def _fmt(values: list[float]) -> str:
     return f"{mean:.1f} [{100 * min(values):.1f}, {100 * max(values):.1f}]"
 
 
+def _verdict(row: dict | None, base: dict | None, key: str = "hm") -> str:
+    """gain / loss when the two 95% bootstrap intervals of ``key`` are disjoint, else tie."""
+    if not row or not base:
+        return "n/a"
+    (lo, hi), (blo, bhi) = row["intervals"][key], base["intervals"][key]
+    return "gain" if lo > bhi else "loss" if hi < blo else "tie"
+
+
 def cmd_report(args: argparse.Namespace) -> None:
     from nolb.io import write_json, write_text
 
     records = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("*_s*.json"))]
     summary: dict = {}
     lines = []
+    table_lines: dict[str, list[str]] = {}
     for dataset in sorted({r["dataset"] for r in records}):
-        lines += [f"### {dataset} (IR 100)", "",
+        start = len(lines)
+        lines += [f"#### {dataset} (IR 100)", "",
                   "| base | row | seeds | AM | HM | GM | Lowest | #zero | one-seed 95% CI of HM (seed 0) |",
                   "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
         for method in METHODS:
@@ -212,18 +222,33 @@ def cmd_report(args: argparse.Namespace) -> None:
                 zeros = statistics.fmean(entry["num_zero"])
                 lines.append(f"| {method} | {row} | {len(got)} | {_fmt(entry['am'])} | {_fmt(entry['hm'])} | "
                              f"{_fmt(entry['gm'])} | {_fmt(entry['lowest'])} | {zeros:.1f} | {ci} |")
+        lines += ["", "HM against the base, per seed (seed: verdict; `gain`/`loss` only when the two 95% intervals "
+                  "are disjoint, else `tie`):", "",
+                  "| base | paper GML vs base | nolb head vs base | ensemble vs base |", "| --- | --- | --- | --- |"]
+        for method in METHODS:
+            runs = sorted((r for r in records if r["dataset"] == dataset and r["method"] == method),
+                          key=lambda r: r["seed"])
+            if runs:
+                cells = [", ".join(f"{r['seed']}: {_verdict(r['rows'].get(row), r['rows'].get('base'))}" for r in runs)
+                         for row in ROWS[1:]]
+                lines.append(f"| {method} | " + " | ".join(cells) + " |")
         lines.append("")
+        table_lines[dataset] = lines[start:]
     write_json(RESULTS / "summary.json", {"runs": len(records), "table": summary,
                                           "regenerate": "python experiments/paco_dive_study.py report"})
     table = "\n".join(lines)
     write_text(RESULTS / "table.md", table + "\n")
     notes = (REPO / "experiments" / "paco_dive_notes.md")
-    seeds = sorted({r["seed"] for r in records})
-    per_seed = [sum(r["seconds"] for r in records if r["seed"] == s) / 60 for s in seeds]
     body = table
-    if notes.is_file():
-        body = (notes.read_text().replace("{{TABLE}}", table).replace("{{SEEDS}}", " ".join(map(str, seeds)))
-                .replace("{{MINUTES}}", f"{statistics.fmean(per_seed):.0f}" if per_seed else "?"))
+    if notes.is_file():  # {{TABLE:<dataset>}}, {{SEEDS:<dataset>}}, {{MINUTES:<dataset>}} (mean minutes per seed)
+        body = notes.read_text()
+        for dataset in sorted({r["dataset"] for r in records}):
+            runs = [r for r in records if r["dataset"] == dataset]
+            seeds = sorted({r["seed"] for r in runs})
+            per_seed = [sum(r["seconds"] for r in runs if r["seed"] == s) / 60 for s in seeds]
+            part = "\n".join(table_lines[dataset])
+            body = (body.replace(f"{{{{TABLE:{dataset}}}}}", part).replace(f"{{{{SEEDS:{dataset}}}}}", " ".join(map(str, seeds)))
+                    .replace(f"{{{{MINUTES:{dataset}}}}}", f"{statistics.fmean(per_seed):.0f}"))
     text = QUALITY.read_text()
     head = text.split(SECTION)[0].rstrip() + "\n\n" if SECTION in text else text.rstrip() + "\n\n"
     write_text(QUALITY, head + SECTION + "\n\n" + body.strip() + "\n")
