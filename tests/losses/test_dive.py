@@ -99,3 +99,10 @@ def test_autocast_does_not_lower_the_loss_precision():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         value = loss(student, target, teacher)
     assert value.dtype == torch.float32 and torch.equal(value, expected)
+
+
+def test_power_normalisation_equals_a_hotter_teacher():
+    """softmax(z / tau) ** p renormalised == softmax(p z / tau): the teacher is read at tau / p."""
+    z = 4 * torch.randn(5, 7, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    loss = DiVELoss([9, 5, 4, 3, 2, 2, 1], temperature=3.0, power=0.5)
+    assert torch.allclose(loss.virtual_examples(z), torch.softmax(z / 6.0, dim=1), atol=1e-12)

@@ -10,7 +10,10 @@ tail classes receive more of them, and the student distils it while also fitting
 
 with tau the distillation temperature, p < 1 the power that flattens the teacher's
 distribution and lam the distillation weight (defaults tau = 3, p = 0.5, lam = 0.5; see the
-recipe files for the sources).  KL is summed over classes and averaged over the batch.
+recipe files for the sources).  Since softmax(z / tau) ** p renormalised is softmax(p z / tau),
+the order of softening and power does not matter: the teacher is read at temperature tau / p
+(6 by default) while the student's softmax and the tau^2 factor use tau (3); the label term is
+BSCE, not plain CE.  KL is summed over classes and averaged over the batch.
 The teacher's logits come from the same augmented batch; they carry no gradient.
 """
 
