@@ -215,32 +215,18 @@ SUMMARY_KEYS = ("accuracy", "am", "hm", "lowest")
 
 
 def final_choice(final: dict, margin: float | None = None) -> str | None:
-    """The candidate today's final-model rule picks from the validation scores a run recorded.
-
-    The same ranking as ``nolb.retrain.final_model.choose_final`` (accuracy guard, then HM, then
-    AM; ties in its preference order; the ensemble only with a validation HM lead above the
-    margin, default ``ENSEMBLE_MARGIN``), applied to ``final_model.json``'s ``val`` scores, so runs
-    made before the margin existed are reported under the rule ``nolb run`` applies now.
-    """
+    """The candidate today's final-model rule (``nolb.retrain.final_model.rank_final``, default margin
+    ``ENSEMBLE_MARGIN``) picks from the validation scores a run recorded in ``final_model.json``, so runs
+    made before the margin existed are reported under the rule ``nolb run`` applies now."""
     import re
 
-    from nolb.retrain.final_model import ENSEMBLE_MARGIN, PREFERENCE
+    from nolb.retrain.final_model import ENSEMBLE_MARGIN, rank_final
 
-    val = final.get("val") or {}
-    if not val:
+    if not final.get("val"):
         return final.get("candidate")
-    margin = ENSEMBLE_MARGIN if margin is None else margin
     floor = re.search(r"accuracy >= ([0-9.]+)", final.get("rule", ""))
-    floor = float(floor.group(1)) if floor else float("-inf")
-    names = sorted(val, key=lambda n: PREFERENCE.index(n) if n in PREFERENCE else len(PREFERENCE))
-    key = {n: (val[n]["accuracy"] >= floor, val[n]["hm"], val[n]["am"], -names.index(n)) for n in names}
-    ranked = sorted(names, key=lambda n: key[n], reverse=True)
-    best = ranked[0]
-    if best == "ensemble" and len(ranked) > 1:
-        runner = ranked[1]
-        if key[runner][0] == key[best][0] and val[best]["hm"] - val[runner]["hm"] <= margin:
-            best = runner
-    return best
+    return rank_final(final["val"], float(floor.group(1)) if floor else -1.0,
+                      ENSEMBLE_MARGIN if margin is None else margin)[0]
 
 
 def with_final_row(record: dict) -> dict:

@@ -45,10 +45,33 @@ class FinalChoice:
     val: dict = field(default_factory=dict)
 
 
+def rank_final(scores: dict[str, dict], accuracy_floor: float = -1.0,
+               ensemble_margin: float = ENSEMBLE_MARGIN) -> tuple[str, str | None, float, bool]:
+    """The final-model rule on validation scores: ``(chosen, runner-up, ensemble lead, demoted)``.
+
+    Args:
+        scores: candidate name -> ``{"accuracy", "hm", "am", ...}`` on validation (arg-max recall),
+            as :func:`choose_final` records them in ``final_model.json``.
+        accuracy_floor: the accuracy guard (-1: none).
+        ensemble_margin: the validation HM lead the ensemble needs (0: the plain maximum).
+
+    Ranked by (guard kept, HM, AM), ties in :data:`PREFERENCE` order; an ensemble on top is
+    demoted to the runner-up when both are on the same side of the guard and its HM lead is at
+    most the margin (``lead`` is then that lead; ``demoted`` says it happened).
+    """
+    names = sorted(scores, key=lambda name: PREFERENCE.index(name) if name in PREFERENCE else len(PREFERENCE))
+    keys = {name: (scores[name]["accuracy"] >= accuracy_floor, scores[name]["hm"], scores[name]["am"], -i)
+            for i, name in enumerate(names)}
+    ranked = sorted(names, key=keys.__getitem__, reverse=True)
+    best, runner = ranked[0], (ranked[1] if len(ranked) > 1 else None)
+    lead = scores[best]["hm"] - scores[runner]["hm"] if runner is not None else 0.0
+    demoted = best == "ensemble" and runner is not None and keys[runner][0] == keys[best][0] and lead <= ensemble_margin
+    return (runner, best, lead, True) if demoted else (best, runner, lead, False)
+
+
 def choose_final(val_scores: dict[str, torch.Tensor], labels: torch.Tensor, criterion: Criterion,
                  ensemble_margin: float = ENSEMBLE_MARGIN) -> FinalChoice:
-    """The candidate whose validation scores rank best (ties: :data:`PREFERENCE` order); the
-    ensemble only when it leads the next candidate's validation HM by more than ``ensemble_margin``.
+    """The candidate :func:`rank_final` puts first on the validation scores of ``val_scores``.
 
     Args:
         val_scores: candidate name -> (N, C) validation logits or log-probabilities.
@@ -58,22 +81,15 @@ def choose_final(val_scores: dict[str, torch.Tensor], labels: torch.Tensor, crit
     """
     rule = Criterion(criterion.num_classes, soft=False, accuracy_floor=criterion.accuracy_floor)
     names = sorted(val_scores, key=lambda name: PREFERENCE.index(name) if name in PREFERENCE else len(PREFERENCE))
-    keys = {name: rule.key(val_scores[name], labels) for name in names}
-    best = max(names, key=lambda name: (*keys[name], -names.index(name)))
     scores = {name: validation_score(val_scores[name], labels, criterion.num_classes).to_dict() for name in names}
-    others = [name for name in names if name != best]
-    runner = max(others, key=lambda name: (*keys[name], -names.index(name))) if others else None
-    lead = scores[best]["hm"] - scores[runner]["hm"] if runner is not None else 0.0
-    demoted = best == "ensemble" and runner is not None and keys[runner][0] == keys[best][0] and lead <= ensemble_margin
-    if demoted:
-        best, runner = runner, best
+    best, runner, lead, demoted = rank_final(scores, rule.accuracy_floor, ensemble_margin)
     reason = f"best on validation: HM {scores[best]['hm']:.2%}, AM {scores[best]['am']:.2%}"
     if demoted:
         reason = (f"kept over the ensemble, whose validation HM lead {lead:.2%} is not above the margin "
                   f"{ensemble_margin:.0%}: HM {scores[best]['hm']:.2%}, AM {scores[best]['am']:.2%}")
     if runner is not None:
         reason += f" (next: {runner}, HM {scores[runner]['hm']:.2%}, AM {scores[runner]['am']:.2%})"
-    if not keys[best][0]:
+    if not scores[best]["accuracy"] >= rule.accuracy_floor:
         reason += "; no candidate kept the validation accuracy guard"
     margin = f"; the ensemble needs a validation HM lead above {ensemble_margin:g}" if ensemble_margin > 0 else ""
     return FinalChoice(best, reason, rule.describe() + margin, scores)
