@@ -31,7 +31,7 @@ KEYS = ("am", "hm", "gm", "lowest", "accuracy")
 
 def train(run: Path, loss: str, seed: int, precision: str, epochs: int, data_root: Path) -> None:
     cmd = [sys.executable, "-m", "nolb", "train", "cifar10_lt_cpu", "data.imbalance_ratio=100", f"loss.name={loss}",
-           f"train.seed={seed}", f"train.precision={precision}", f"data.root={data_root}",
+           f"train.seed={seed}", f"train.precision={precision}", f"data.root={data_root}", "model.name=resnet32",
            *epoch_overrides("cifar10_lt", epochs), "--out", str(run), "--quiet"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO / "src")}
     subprocess.run(cmd, check=True, cwd=REPO, env=env)

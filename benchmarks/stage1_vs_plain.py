@@ -144,17 +144,18 @@ class NolbSteps:
 
     def __init__(self, config, data):
         from nolb.engine import components as build
-        from nolb.engine.precision import make_grad_scaler
+        from nolb.engine.precision import make_grad_scaler, resolve_precision
 
         self.config, self.data, self.build = config, data, build
         t = config.train
         self.device = torch.device("cpu")
+        self.precision = resolve_precision(t.precision, self.device)  # the recipe's (``auto``: bf16 where native)
         self.model = build.build_model_from_config(config, data)
         if t.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.loss_fn = build.build_loss_from_config(config, data)
         self.optimizer = build.build_optimizer(config, self.model)
-        self.scaler = make_grad_scaler(self.device, t.precision)
+        self.scaler = make_grad_scaler(self.device, self.precision)
         self.train_loader, self.val_loader = build.build_loaders(config, data, device=self.device, rank=0, world_size=1)
         self.epoch = 0
 
@@ -166,7 +167,7 @@ class NolbSteps:
         self.epoch += 1
         with self.build.determinism(t.deterministic):
             train_one_epoch(self.model, self.train_loader, self.loss_fn, self.optimizer, self.scaler,
-                            device=self.device, precision=t.precision, channels_last=t.channels_last,
+                            device=self.device, precision=self.precision, channels_last=t.channels_last,
                             mixup_alpha=self.config.loss.mixup_alpha, max_steps=count)
 
     def breakdown(self, count: int) -> dict:
@@ -191,7 +192,7 @@ class NolbSteps:
                     it = iter(self.train_loader)
                     continue
                 t1 = time.perf_counter()
-                with autocast_context(self.device, t.precision):
+                with autocast_context(self.device, self.precision):
                     loss = self.loss_fn(self.model(x), y)
                 t2 = time.perf_counter()
                 float(loss.detach())  # the trainer's per-step NaN check (host sync)
@@ -273,7 +274,8 @@ def measure_case(name: str, *, steps: int, warmup: int, repeats: int, rounds: in
     result = {
         "model": name, "recipe": CASES[name]["recipe"], "batch_size": t.batch_size, "steps": steps,
         "warmup": warmup, "repeats": repeats, "train_images": len(labels),
-        "nolb_settings": {"precision": t.precision, "channels_last": t.channels_last, "deterministic": t.deterministic},
+        "nolb_settings": {"precision": runners["nolb"].precision, "precision_setting": t.precision,
+                          "channels_last": t.channels_last, "deterministic": t.deterministic},
         "images_per_cpu_second": {k: common.summary(v) for k, v in rates.items()},
         "images_per_wall_second": {k: common.summary(v) for k, v in wall.items()},
         "ratio_wall_medians": statistics.median(wall["nolb"]) / statistics.median(wall[reference]),

@@ -11,6 +11,7 @@ The order of (run, K) pairs is interleaved (K = 1, 4, 1, 4, ...).  The run direc
 only read (the outputs go to a temporary folder).
 
     python benchmarks/stage2_views.py RUN_DIR [RUN_DIR ...] --out benchmarks/results/stage2_views.json
+    python benchmarks/stage2_views.py --summarize benchmarks/results/stage2_views.json   # paired summary only
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -55,11 +57,19 @@ def one_run(run_dir: Path, views: int, work: Path, extra: list[str]) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("runs", nargs="+", type=Path)
+    parser.add_argument("runs", nargs="*", type=Path)
     parser.add_argument("--views", default="1,4")
     parser.add_argument("--set", nargs="*", default=[], help="extra retrain.* overrides")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--summarize", type=Path, help="only add the paired summary to this earlier result file")
     args = parser.parse_args(argv)
+    if args.summarize:
+        from nolb.io import read_json
+
+        result = read_json(args.summarize)
+        result["summary"] = summarize(result["rows"], result["views"])
+        common.write_result(args.summarize, result)
+        return 0
     views = [int(v) for v in args.views.split(",")]
     rows = []
     with tempfile.TemporaryDirectory(prefix="nolb-views-") as folder:
@@ -70,9 +80,32 @@ def main(argv=None) -> int:
                 print(f"{run_dir.name} K={k}: wall {row['wall_s']:.1f} s, CPU {row['cpu_s']:.1f} s (load "
                       f"{row['load_1min']:.1f}); val HM paper {100 * row['paper']['val']['hm']:.2f}, "
                       f"nolb {100 * row['nolb']['val']['hm']:.2f}", flush=True)
-    result = {"provenance": common.provenance(), "views": views, "rows": rows}
+    result = {"provenance": common.provenance(), "views": views, "rows": rows, "summary": summarize(rows, views)}
     common.write_result(args.out, result)
     return 0
+
+
+def summarize(rows: list[dict], views: list[int]) -> dict:
+    """Per head: the mean over bases of (val HM with the last K) - (with the first K), with a 95% t interval
+    over the bases (each base is one paired comparison), and the mean CPU-seconds of each K."""
+    from scipy import stats
+
+    first, last = views[0], views[-1]
+    by_run = {}
+    for row in rows:
+        by_run.setdefault(row["run"], {})[row["views"]] = row
+    pairs = [runs for runs in by_run.values() if first in runs and last in runs]
+    out = {"compared": f"K={last} minus K={first}", "bases": len(pairs),
+           "cpu_s": {str(k): statistics.mean(r[k]["cpu_s"] for r in pairs) for k in (first, last)}}
+    for head in ("nolb", "paper"):
+        diffs = [100 * (r[last][head]["val"]["hm"] - r[first][head]["val"]["hm"]) for r in pairs if head in r[first]]
+        mean = statistics.mean(diffs)
+        half = (stats.t.ppf(0.975, len(diffs) - 1) * statistics.stdev(diffs) / len(diffs) ** 0.5
+                if len(diffs) > 1 else float("nan"))
+        out[head] = {"val_hm_diffs": diffs, "mean": mean, "ci95": [mean - half, mean + half]}
+        print(f"{head} head, val HM K={last} - K={first}: " + ", ".join(f"{d:+.2f}" for d in diffs) +
+              f"; mean {mean:+.2f} [{mean - half:+.2f}, {mean + half:+.2f}] (95% t interval over {len(diffs)} bases)")
+    return out
 
 
 if __name__ == "__main__":

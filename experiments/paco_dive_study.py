@@ -35,7 +35,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from quality_study import DATA_ROOTS, epoch_overrides  # noqa: E402  (the quality study's protocol)
+from quality_study import DATA_ROOTS, PINS, epoch_overrides  # noqa: E402  (the quality study's protocol)
 
 REPO = Path(__file__).resolve().parents[1]
 RUNS = REPO / "runs" / "paco_dive"
@@ -84,7 +84,7 @@ def _shown(path: Path) -> str:
 
 def command(dataset: str, method: str, seed: int, epochs: int | None, width: int | None = None,
             quality_runs: Path | None = None) -> list[str]:
-    cmd = [sys.executable, "-m", "nolb", "run", RECIPES[dataset][method], f"train.seed={seed}"]
+    cmd = [sys.executable, "-m", "nolb", "run", RECIPES[dataset][method], f"train.seed={seed}", *PINS.get(dataset, [])]
     if dataset == "cifar10_lt":  # the quality study's protocol (quality_study.command) plus the loss
         cmd += [f"data.imbalance_ratio={CIFAR_IR}", *CIFAR_EXTRA.get(method, [f"loss.name={method}"]),
                 f"data.root={DATA_ROOTS[dataset]}"]

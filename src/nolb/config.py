@@ -32,7 +32,7 @@ from nolb.yaml_io import load_yaml_file, parse_yaml_value
 from nolb.config_stages import EnsembleConfig, RetrainConfig, check_stage_sections
 
 PACKAGED_CONFIGS = Path(__file__).resolve().parent / "configs"
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 SCHEDULES = ("multistep", "cosine", "constant")
 SELECT_METRICS = ("hm", "am", "gm", "lowest", "accuracy")
 
@@ -92,7 +92,7 @@ class TrainConfig:
     epochs: int = 200
     batch_size: int = 128  # global batch, split evenly across processes
     eval_batch_size: int = 512
-    precision: str = "fp32"  # fp32 | bf16 | fp16 (torch.autocast; GradScaler for fp16)
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (torch.autocast; GradScaler for fp16) | auto (bf16 where native)
     channels_last: bool = False
     compile: bool = False
     eval_every: int = 1  # evaluate on the validation split every this many epochs (and at the end)

@@ -161,3 +161,33 @@ def test_stage2_extract_profile_smoke(tmp_path):
     result = _read(out)
     assert result["images"] == 60 and len(result["median_cpu_seconds"]) == 7
     assert all(v > 0 for v in result["ratios"].values())
+
+
+def test_cpu_recipes_smoke(tmp_path):
+    import cpu_recipes
+
+    out = tmp_path / "recipes.json"
+    cpu_recipes.main(["--recipe", "digits_lt", "--variants", "w16-d1-e15", "--seeds", "0", "--set", "train.epochs=1",
+                      "--runs", str(tmp_path / "runs"), "--out", str(out)])
+    result = _read(out)
+    (row,) = result["rows"]
+    assert row["variant"] == "w16-d1-e15" and row["overrides"][-1] == "train.epochs=1" and row["cpu_seconds"] > 0
+    assert set(row["val"]) == {"am", "hm", "gm", "lowest", "accuracy"} and result["split"] == "validation"
+    assert result["means"]["w16-d1-e15"]["seeds"] == 1
+    assert json.loads((tmp_path / "runs" / "w16-d1-e15_s0" / "metrics.json").read_text())["epochs"] == 1
+
+
+def test_stage2_views_summary_is_a_paired_t_interval():
+    from stage2_views import summarize
+
+    def row(run, k, nolb_hm, cpu):
+        return {"run": run, "views": k, "cpu_s": cpu, "nolb": {"val": {"hm": nolb_hm}}, "paper": {"val": {"hm": 0.5}}}
+
+    rows = [row("a", 1, 0.70, 10), row("a", 4, 0.71, 20), row("b", 1, 0.70, 12), row("b", 4, 0.72, 22),
+            row("c", 1, 0.70, 14), row("c", 4, 0.73, 24)]
+    summary = summarize(rows, [1, 4])
+    nolb = summary["nolb"]
+    assert nolb["val_hm_diffs"] == pytest.approx([1.0, 2.0, 3.0]) and nolb["mean"] == pytest.approx(2.0)
+    # mean 2, sd 1, n 3: half-width t(0.975, 2) / sqrt(3) with t = 4.3027 from a t table
+    assert nolb["ci95"] == pytest.approx([2 - 4.3027 / 3 ** 0.5, 2 + 4.3027 / 3 ** 0.5], abs=1e-3)
+    assert summary["paper"]["mean"] == 0.0 and summary["cpu_s"] == {"1": 12, "4": 22} and summary["bases"] == 3

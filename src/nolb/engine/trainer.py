@@ -26,7 +26,7 @@ from nolb.engine import components as build
 from nolb.engine.distributed import DistInfo, barrier, init_distributed, local_rank, sync_buffers
 from nolb.engine.evaluate import evaluate
 from nolb.engine.loop import NonFiniteLoss, train_one_epoch
-from nolb.engine.precision import make_grad_scaler
+from nolb.engine.precision import make_grad_scaler, resolve_precision
 from nolb.engine.run_dir import RunDir
 from nolb.engine.schedules import schedule_from_config
 from nolb.engine.threads import apply_threads
@@ -138,7 +138,8 @@ def _train_in(run: RunDir, config: Config, dist_info: DistInfo, device: torch.de
     loss_fn = build.build_loss_from_config(config, data).to(device)
     run_epoch = epoch_function(config, model, loss_fn, data, device) or train_one_epoch  # PaCo, DiVE: own step
     optimizer = build.build_optimizer(config, model)
-    scaler = make_grad_scaler(device, t.precision)
+    precision = resolve_precision(t.precision, device)
+    scaler = make_grad_scaler(device, precision)
     schedule = schedule_from_config(config.optim, t.epochs)
     start_epoch, best, history, best_weights = 0, {"epoch": None, "score": None, "val": None}, [], None
     if resume:
@@ -150,7 +151,8 @@ def _train_in(run: RunDir, config: Config, dist_info: DistInfo, device: torch.de
                                                    world_size=dist_info.world_size)
     if not resume:  # written once every part of the run has been built (a refused start leaves nothing)
         run.write_config(config)
-        run.write_run_info({**_run_info(config, dist_info, device, data, command), "threads": threads[0]})
+        run.write_run_info({**_run_info(config, dist_info, device, data, command), "threads": threads[0],
+                            "precision": precision})
         _write_splits(run, data)
     net: nn.Module = model
     if dist_info.distributed:
@@ -160,7 +162,8 @@ def _train_in(run: RunDir, config: Config, dist_info: DistInfo, device: torch.de
     show = t.progress and not quiet and dist_info.is_main
     if dist_info.is_main and not quiet:
         print(f"stage 1: {config.data.name}, {config.model.name} + {config.loss.name}, {t.epochs} epochs on {device}, "
-              f"{dist_info.world_size} process(es) x {threads[0]} CPU thread(s) ({threads[1]})", file=sys.stderr, flush=True)
+              f"{dist_info.world_size} process(es) x {threads[0]} CPU thread(s) ({threads[1]}), {precision}"
+              f"{' (train.precision=auto)' if t.precision == 'auto' else ''}", file=sys.stderr, flush=True)
     tensorboard = _tensorboard(run, t.tensorboard and dist_info.is_main)
     for epoch in range(start_epoch, t.epochs):
         train_loader.set_epoch(epoch)
@@ -170,7 +173,7 @@ def _train_in(run: RunDir, config: Config, dist_info: DistInfo, device: torch.de
         mixup_gen = torch.Generator().manual_seed(t.seed * 1_000_003 + epoch)
         try:
             stats = run_epoch(
-                net, train_loader, loss_fn, optimizer, scaler, device=device, precision=t.precision,
+                net, train_loader, loss_fn, optimizer, scaler, device=device, precision=precision,
                 channels_last=t.channels_last, mixup_alpha=config.loss.mixup_alpha, mixup_generator=mixup_gen,
                 max_steps=t.max_steps_per_epoch, progress=show, description=f"epoch {epoch + 1}/{t.epochs}",
             )
@@ -219,7 +222,8 @@ def _validate(config: Config, model: nn.Module, loader: Any, data: Any, device: 
 
     Many / Medium / Few group classes by their *training* counts (``data.class_counts``).
     """
-    meter = evaluate(model, loader, data.num_classes, device=device, precision=config.train.precision,
+    meter = evaluate(model, loader, data.num_classes, device=device,
+                     precision=resolve_precision(config.train.precision, device),
                      channels_last=config.train.channels_last)
     return report_summary(meter.report(train_counts=data.class_counts.cpu().numpy()))
 
@@ -229,7 +233,7 @@ def _final_test(config: Config, run: RunDir, model: nn.Module, data: Any, device
     """Evaluate ``model`` (already holding the best weights) once on the test split."""
     t = config.train
     loader = build.eval_loader(config, data, data.test, device=device, rank=dist_info.rank, world_size=dist_info.world_size)
-    report = evaluate(model, loader, data.num_classes, device=device, precision=t.precision,
+    report = evaluate(model, loader, data.num_classes, device=device, precision=resolve_precision(t.precision, device),
                       channels_last=t.channels_last).report(train_counts=data.class_counts.cpu().numpy(),
                                                             class_names=list(data.class_names))
     run.write_metrics({

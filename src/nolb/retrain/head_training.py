@@ -23,19 +23,12 @@ from typing import Callable
 import torch
 from torch import nn
 
+from nolb.engine.precision import cpu_has_native_bf16
 from nolb.errors import NolbError
 from nolb.retrain._pool import working_copy
 from nolb.config_stages import HEAD_SAMPLERS, MATMUL_DTYPES
 
 SMALL_HEAD_MACS = 1 << 24  # batch x D x C below which fit_head trains on one thread
-
-
-def cpu_has_native_bf16() -> bool:
-    """True when oneDNN runs bf16 natively here (AVX-512-BF16 / AMX): bf16 matmuls are then fast."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
 
 
 def resolve_matmul_dtype(matmul_dtype: str, macs_per_step: int) -> str:

@@ -21,7 +21,7 @@ from torch import nn
 
 from nolb.config_stages import EXTRACT_DTYPES
 from nolb.errors import NolbError
-from nolb.retrain.head_training import cpu_has_native_bf16
+from nolb.engine.precision import cpu_has_native_bf16
 
 CPU_CHUNK = 64  # images per backbone call on the CPU (bounds activation memory; speed-neutral, measured)
 
