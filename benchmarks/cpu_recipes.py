@@ -31,8 +31,8 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 import common  # noqa: E402
 
 
-def small_cnn(width: int, depth: int, epochs: int) -> list[str]:
-    return [f"model.options={{width: {width}, depth: {depth}}}", f"train.epochs={epochs}"]
+def small_cnn(width: int, depth: int, epochs: int, precision: str = "fp32") -> list[str]:
+    return [f"model.options={{width: {width}, depth: {depth}}}", f"train.epochs={epochs}", f"train.precision={precision}"]
 
 
 def cifar_resnet(name: str, epochs: int, precision: str = "bf16") -> list[str]:
@@ -42,19 +42,21 @@ def cifar_resnet(name: str, epochs: int, precision: str = "bf16") -> list[str]:
             f"optim.warmup_epochs={min(2, max(1, epochs // 8))}", f"train.precision={precision}"]
 
 
-# recipe -> (what it trains on, {variant: overrides}); the first variant of each is the recipe as
-# it was packaged when the comparison was made.
+# recipe -> (what it trains on, {variant: overrides}); the first variant of each is the recipe as it
+# was packaged when the comparison began.  Every variant names its precision (fp32 unless it says bf16),
+# so that a recipe's later default (``fashion_mnist_lt`` now says ``auto``) does not change it.
 VARIANTS = {
     "fashion_mnist_lt": ("Fashion-MNIST-LT IR 100, CE", {
         "w32-d1-e30": small_cnn(32, 1, 30), "w32-d1-e15": small_cnn(32, 1, 15),
         "w32-d2-e15": small_cnn(32, 2, 15), "w64-d1-e15": small_cnn(64, 1, 15),
-        "w32-d2-e15-bf16": [*small_cnn(32, 2, 15), "train.precision=bf16"],
-        "w32-d2-e30-bf16": [*small_cnn(32, 2, 30), "train.precision=bf16"]}),
+        "w32-d2-e15-bf16": small_cnn(32, 2, 15, "bf16"),
+        "w32-d2-e30-bf16": small_cnn(32, 2, 30, "bf16"),
+        "w32-d2-e30": small_cnn(32, 2, 30)}),
     "digits_lt": ("Digits-LT IR 20, CE", {
         "w16-d1-e30": small_cnn(16, 1, 30), "w16-d1-e15": small_cnn(16, 1, 15), "w16-d1-e60": small_cnn(16, 1, 60),
         "w16-d1-e120": small_cnn(16, 1, 120), "w16-d2-e30": small_cnn(16, 2, 30), "w32-d1-e30": small_cnn(32, 1, 30),
         "w32-d2-e30": small_cnn(32, 2, 30), "w32-d1-e60": small_cnn(32, 1, 60), "w32-d1-e120": small_cnn(32, 1, 120),
-        "w16-d1-e120-bf16": [*small_cnn(16, 1, 120), "train.precision=bf16"]}),
+        "w16-d1-e120-bf16": small_cnn(16, 1, 120, "bf16")}),
     "cifar10_lt_cpu": ("CIFAR-10-LT IR 100, CE", {
         "r32-e20": cifar_resnet("resnet32", 20), "r32-e10": cifar_resnet("resnet32", 10),
         "r20-e20": cifar_resnet("resnet20", 20), "r20-e30": cifar_resnet("resnet20", 30),

@@ -27,7 +27,7 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     ``auto`` is for recipes whose network was measured faster in bf16 and whose quality was measured
     with it (``cifar10_lt_cpu``, ``fashion_mnist_lt``: docs/PERFORMANCE.md, "Stage 1 in bf16"); it is not
     the default, because precision changes the numbers (the Fashion-MNIST CNN lost 1.4-1.7 points of
-    validation AM at equal epochs), so a recipe opts in once measured.
+    validation AM in bf16 at 15 epochs, though it tied fp32 at 30), so a recipe opts in once measured.
     """
     if precision != "auto":
         return precision
