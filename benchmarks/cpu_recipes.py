@@ -27,8 +27,10 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "experiments"))
 sys.path.insert(0, str(REPO / "benchmarks"))
 import common  # noqa: E402
+from quality_study import cifar_cpu_schedule  # noqa: E402  (the study's schedule compression)
 
 
 def small_cnn(width: int, depth: int, epochs: int, precision: str = "fp32") -> list[str]:
@@ -36,10 +38,8 @@ def small_cnn(width: int, depth: int, epochs: int, precision: str = "fp32") -> l
 
 
 def cifar_resnet(name: str, epochs: int, precision: str = "bf16") -> list[str]:
-    """cifar10_lt_cpu's warm-up + x0.1 at 80 % / x0.01 at 90 % schedule, compressed to ``epochs``."""
-    m1, m2 = round(0.8 * epochs), round(0.9 * epochs)
-    return [f"model.name={name}", f"train.epochs={epochs}", f"optim.milestones=[{m1},{m2}]",
-            f"optim.warmup_epochs={min(2, max(1, epochs // 8))}", f"train.precision={precision}"]
+    """cifar10_lt_cpu's schedule compressed to ``epochs`` as the quality study compresses it."""
+    return [f"model.name={name}", f"train.epochs={epochs}", *cifar_cpu_schedule(epochs), f"train.precision={precision}"]
 
 
 # recipe -> (what it trains on, {variant: overrides}); the first variant of each is the recipe as it

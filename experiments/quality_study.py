@@ -65,15 +65,19 @@ def name_of(dataset: str, ir: float, loss: str, seed: int) -> str:
     return f"{dataset}_ir{ir:g}_{loss}_s{seed}"
 
 
+def cifar_cpu_schedule(epochs: int) -> list[str]:
+    """cifar10_lt_cpu's warm-up + multistep shape compressed to ``epochs``: x0.1 at 80 % and x0.01 at 90 %."""
+    m1 = max(1, round(0.8 * epochs))
+    m2 = max(m1 + 1, round(0.9 * epochs))
+    return [f"optim.milestones=[{m1},{m2}]", f"optim.warmup_epochs={min(2, max(1, epochs // 8))}"]
+
+
 def epoch_overrides(dataset: str, epochs: int | None) -> list[str]:
     if epochs is None:
         return []
     out = [f"train.epochs={epochs}"]
-    if dataset == "cifar10_lt":  # cifar10_lt_cpu: multistep x0.1 at 80 % and 90 % of training
-        m1 = max(1, round(0.8 * epochs))
-        m2 = max(m1 + 1, round(0.9 * epochs))
-        out += [f"optim.milestones=[{m1},{m2}]", f"optim.warmup_epochs={min(2, max(1, epochs // 8))}",
-                "train.eval_every=1"]
+    if dataset == "cifar10_lt":
+        out += [*cifar_cpu_schedule(epochs), "train.eval_every=1"]
     return out
 
 
